@@ -1,0 +1,367 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as promClient from 'prom-client';
+import type {
+  AuditEvent, ComponentContext, Envelope, JsonObject, JsonValue, Outcome, Source, SourceContext,
+} from '../../public/index.ts';
+import { InvalidEventError, toEvent } from '../../public/index.ts';
+import { type Scope, TokenAuthenticator } from '../../security/tokens.ts';
+import { ArgusValidationError, argusRecord, argusToNative, loadArgusEnums, partialSignatureError, type ArgusEnums } from './argus.ts';
+import type { HttpSourceConfig } from './schema.ts';
+
+/** The DI token of the shared /healthz, /readyz, /metrics handler. */
+const OPS_TOKEN = 'auditpipe:ops';
+interface OpsHandler {
+  route(path: string): string | undefined;
+  handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean>;
+}
+
+class HttpError extends Error {
+  readonly status: number;
+  readonly details: string;
+  readonly headers: Record<string, string>;
+  constructor(status: number, error: string, details: string, headers: Record<string, string> = {}) {
+    super(error);
+    this.status = status;
+    this.details = details;
+    this.headers = headers;
+  }
+}
+
+type ItemFailure = { index: number; error: string };
+type Parsed = { events: Array<{ index: number; event: AuditEvent }>; failed: ItemFailure[] };
+
+const JSON_TYPES = new Set(['application/json', 'text/json']);
+const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/jsonlines', 'application/x-jsonlines']);
+
+interface Route {
+  readonly methods: readonly string[];
+  readonly scope: Scope;
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+}
+
+/**
+ * HTTP intake: native NDJSON/JSON on `POST /v1/events` and argus's write API. A request is
+ * answered only once the pipeline settled every event it carried, so a 2xx means written.
+ */
+export class HttpSource implements Source {
+  private readonly config: HttpSourceConfig;
+  private readonly context: ComponentContext;
+  private readonly auth: TokenAuthenticator;
+  private readonly enums: ArgusEnums;
+  private readonly routes: ReadonlyMap<string, Route>;
+  private readonly metrics: { requests: import('prom-client').Counter<'pipeline' | 'route' | 'status'>; duration: import('prom-client').Histogram<'pipeline' | 'route'> };
+  private server: Server | undefined;
+  private pipeline: SourceContext | undefined;
+  private accepting = false;
+
+  constructor(config: HttpSourceConfig, context: ComponentContext) {
+    this.config = config;
+    this.context = context;
+    this.auth = new TokenAuthenticator(config.tokens, config.auth_required);
+    this.enums = loadArgusEnums(config.argus.enums_file || undefined);
+    this.routes = new Map<string, Route>([
+      ['/v1/events', { methods: ['POST'], scope: 'ingest', handle: (req, res) => this.ingestNative(req, res) }],
+      ['/api/audit-logs', { methods: ['POST'], scope: 'ingest', handle: (req, res) => this.ingestArgus(req, res, false) }],
+      ['/api/audit-logs/bulk', { methods: ['POST'], scope: 'ingest', handle: (req, res) => this.ingestArgus(req, res, true) }],
+    ]);
+    this.metrics = httpMetrics(context);
+  }
+
+  /** The bound address, e.g. for tests that listen on port 0. */
+  address(): AddressInfo | undefined {
+    return this.server?.address() as AddressInfo | undefined;
+  }
+
+  async start(pipeline: SourceContext): Promise<void> {
+    this.pipeline = pipeline;
+    const server = createServer({ requestTimeout: this.config.request_timeout_ms, headersTimeout: Math.min(this.config.request_timeout_ms, 60_000) }, (req, res) => {
+      void this.dispatch(req, res);
+    });
+    server.keepAliveTimeout = 65_000;
+    server.maxHeadersCount = 100;
+    const index = this.config.listen.lastIndexOf(':');
+    const host = this.config.listen.slice(0, index).replace(/^\[|\]$/g, '');
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(Number(this.config.listen.slice(index + 1)), host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    this.accepting = true;
+    const address = server.address() as AddressInfo;
+    this.context.logger.info({ address: `${address.address}:${address.port}`, auth: this.auth.required }, 'http source listening');
+  }
+
+  async stop(): Promise<void> {
+    this.accepting = false;
+    // Stop accepting connections; requests already in progress still get their answer.
+    this.server?.close();
+    this.server?.closeIdleConnections();
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.closeAllConnections();
+        resolve();
+      }, 2_000);
+      server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      server.closeIdleConnections();
+    });
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const path = (req.url ?? '/').split('?')[0]!;
+    const ops = this.context.has(OPS_TOKEN) ? this.context.resolve<OpsHandler>(OPS_TOKEN) : undefined;
+    const route = this.routes.get(path);
+    const template = route ? path : ops?.route(path) ?? (path === '/health' || path === '/version' ? path : 'unmatched');
+    res.on('finish', () => {
+      this.metrics.requests.inc({ pipeline: this.context.pipeline, route: template, status: String(res.statusCode) });
+      this.metrics.duration.observe({ pipeline: this.context.pipeline, route: template }, (performance.now() - started) / 1000);
+    });
+    try {
+      if (ops && (await ops.handle(req, res, path))) return;
+      if (path === '/health') return sendJson(res, 200, { service: 'auditpipe', status: 'healthy' });
+      if (path === '/version') return sendJson(res, 200, { service: 'auditpipe', version: this.config.version });
+      if (!route) throw new HttpError(404, 'not found', `no route for ${path}`);
+      if (!route.methods.includes(req.method ?? '')) {
+        throw new HttpError(405, 'method not allowed', `${path} answers ${route.methods.join(', ')}`, { allow: route.methods.join(', ') });
+      }
+      const auth = this.auth.check(req.headers.authorization, route.scope);
+      if (!auth.ok) throw new HttpError(auth.status, auth.status === 401 ? 'unauthorized' : 'forbidden', auth.reason, auth.status === 401 ? { 'www-authenticate': 'Bearer' } : {});
+      if (!this.accepting || !this.pipeline?.ready()) {
+        throw new HttpError(503, 'unavailable', 'auditpipe is starting or shutting down', { 'retry-after': '1' });
+      }
+      await route.handle(req, res);
+    } catch (error) {
+      if (error instanceof HttpError) {
+        if (error.status === 413) res.setHeader('connection', 'close');
+        sendJson(res, error.status, { error: error.message, details: error.details }, error.headers);
+        if (error.status === 413) req.resume();
+        return;
+      }
+      this.context.logger.error({ err: error, route: template }, 'request failed');
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal error', details: 'see the server log' });
+      else res.end();
+    }
+  }
+
+  private async readBody(req: IncomingMessage): Promise<Buffer> {
+    const limit = this.config.max_body_bytes;
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      throw new HttpError(413, 'payload too large', `body of ${declared} bytes is over the limit of ${limit} bytes`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > limit) throw new HttpError(413, 'payload too large', `body is over the limit of ${limit} bytes`);
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks, size);
+  }
+
+  private mediaType(req: IncomingMessage): string {
+    const header = req.headers['content-type'];
+    return header ? header.split(';')[0]!.trim().toLowerCase() : 'application/json';
+  }
+
+  private toEvent(value: unknown): AuditEvent {
+    return toEvent(value, { actorField: this.context.events.actorField, limits: this.context.events.limits });
+  }
+
+  private parseJson(body: Buffer): unknown {
+    try {
+      return JSON.parse(body.toString('utf8'));
+    } catch (error) {
+      this.pipeline?.countRejected('malformed_json');
+      throw new HttpError(400, 'malformed JSON', (error as Error).message);
+    }
+  }
+
+  private checkCount(count: number): void {
+    if (count > this.config.max_events_per_request) {
+      this.pipeline?.countRejected('too_many_events');
+      throw new HttpError(413, 'too many events', `request holds ${count} events; the limit is ${this.config.max_events_per_request}`);
+    }
+  }
+
+  /** `POST /v1/events`: one object, an array, or NDJSON. Invalid items fail alone (207). */
+  private async ingestNative(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const type = this.mediaType(req);
+    const ndjson = NDJSON_TYPES.has(type);
+    if (!ndjson && !JSON_TYPES.has(type)) {
+      throw new HttpError(415, 'unsupported media type', `send application/json or application/x-ndjson, not ${type}`);
+    }
+    const body = await this.readBody(req);
+    const items: Array<{ index: number; value?: unknown; error?: string }> = [];
+    if (ndjson) {
+      const lines = body.toString('utf8').split('\n');
+      let index = 0;
+      for (const line of lines) {
+        if (line.trim() === '') continue;
+        try {
+          items.push({ index, value: JSON.parse(line) });
+        } catch (error) {
+          items.push({ index, error: `line ${index + 1}: malformed JSON: ${(error as Error).message}` });
+        }
+        index += 1;
+      }
+    } else {
+      const value = this.parseJson(body);
+      (Array.isArray(value) ? value : [value]).forEach((item, index) => items.push({ index, value: item }));
+    }
+    if (items.length === 0) throw new HttpError(400, 'no events', 'the request holds no event');
+    this.checkCount(items.length);
+
+    const parsed: Parsed = { events: [], failed: [] };
+    for (const item of items) {
+      if (item.error !== undefined) {
+        this.pipeline?.countRejected('malformed_json');
+        parsed.failed.push({ index: item.index, error: item.error });
+        continue;
+      }
+      try {
+        parsed.events.push({ index: item.index, event: this.toEvent(item.value) });
+      } catch (error) {
+        if (!(error instanceof InvalidEventError)) throw error;
+        this.pipeline?.countRejected('invalid_event');
+        parsed.failed.push({ index: item.index, error: error.message });
+      }
+    }
+    if (parsed.events.length === 0) {
+      return sendJson(res, 400, { error: 'no valid event', details: parsed.failed[0]?.error ?? 'invalid', failed: parsed.failed });
+    }
+    const outcomes = await this.submit(parsed.events.map((e) => e.event));
+    const ids: string[] = [];
+    let unavailable: string | undefined;
+    const retryAfter = { value: 1 };
+    outcomes.forEach((outcome, i) => {
+      const { index, event } = parsed.events[i]!;
+      if (outcome.kind === 'ack') ids.push(event.id);
+      else if (outcome.kind === 'term') parsed.failed.push({ index, error: outcome.reason });
+      else {
+        unavailable ??= outcome.reason;
+        retryAfter.value = Math.max(retryAfter.value, Math.ceil(outcome.delayMs / 1000));
+      }
+    });
+    if (unavailable !== undefined) {
+      return sendJson(res, 503, { error: 'not written', details: unavailable, written: ids }, { 'retry-after': String(retryAfter.value) });
+    }
+    parsed.failed.sort((a, b) => a.index - b.index);
+    if (ids.length === 0) return sendJson(res, 400, { error: 'no event written', details: parsed.failed[0]?.error ?? '', failed: parsed.failed });
+    if (parsed.failed.length > 0) return sendJson(res, 207, { written: ids.length, ids, failed: parsed.failed });
+    sendJson(res, 200, { written: ids.length, ids });
+  }
+
+  /** argus's `POST /api/audit-logs` and `POST /api/audit-logs/bulk`, same codes and shapes. */
+  private async ingestArgus(req: IncomingMessage, res: ServerResponse, bulk: boolean): Promise<void> {
+    // argus never looked at Content-Type and its clients rely on that, so neither do we here.
+    const value = this.parseJson(await this.readBody(req));
+    if (!bulk) {
+      let event: AuditEvent;
+      try {
+        event = this.toEvent(argusToNative(value, this.enums));
+      } catch (error) {
+        if (!(error instanceof ArgusValidationError || error instanceof InvalidEventError)) throw error;
+        this.pipeline?.countRejected('invalid_event');
+        throw new HttpError(400, 'validation failed', error.message);
+      }
+      const [outcome] = await this.submit([event]);
+      if (outcome!.kind === 'nak') {
+        return sendJson(res, 503, { error: 'not written', details: outcome!.reason }, { 'retry-after': String(Math.ceil(outcome!.delayMs / 1000)) });
+      }
+      if (outcome!.kind === 'term') return sendJson(res, 400, { error: 'rejected', details: outcome!.reason });
+      return sendJson(res, 201, argusRecord(event, outcome!.receipt));
+    }
+
+    if (value === null) return sendJson(res, 201, { succeeded: [] });
+    if (!Array.isArray(value)) throw new HttpError(400, 'Invalid request body', 'bulk body must be a JSON array of audit log requests');
+    if (value.length === 0) return sendJson(res, 201, { succeeded: [] });
+    this.checkCount(value.length);
+    const partial = value.map(partialSignatureError).find(Boolean);
+    if (partial) {
+      this.pipeline?.countRejected('invalid_event');
+      throw new HttpError(400, 'validation failed', partial);
+    }
+    const failed: Array<ItemFailure & { action: string }> = [];
+    const accepted: Array<{ index: number; event: AuditEvent }> = [];
+    value.forEach((item: unknown, index: number) => {
+      try {
+        accepted.push({ index, event: this.toEvent(argusToNative(item, this.enums)) });
+      } catch (error) {
+        if (!(error instanceof ArgusValidationError || error instanceof InvalidEventError)) throw error;
+        this.pipeline?.countRejected('invalid_event');
+        failed.push({ index, error: error.message, action: actionOf(item) });
+      }
+    });
+    const succeeded: Array<Record<string, JsonValue>> = [];
+    if (accepted.length > 0) {
+      const outcomes = await this.submit(accepted.map((a) => a.event));
+      const nak = outcomes.find((o): o is Extract<Outcome, { kind: 'nak' }> => o.kind === 'nak');
+      if (nak) {
+        return sendJson(res, 503, { error: 'not written', details: nak.reason }, { 'retry-after': String(Math.ceil(nak.delayMs / 1000)) });
+      }
+      outcomes.forEach((outcome, i) => {
+        const { index, event } = accepted[i]!;
+        if (outcome.kind === 'ack') succeeded.push(argusRecord(event, outcome.receipt));
+        else if (outcome.kind === 'term') failed.push({ index, error: outcome.reason, action: actionOf(value[index]) });
+      });
+    }
+    failed.sort((a, b) => a.index - b.index);
+    const result = failed.length > 0 ? { succeeded, failed } : { succeeded };
+    sendJson(res, failed.length === 0 ? 201 : succeeded.length === 0 ? 400 : 207, result);
+  }
+
+  /** Emits the events and waits until the pipeline settled each of them. */
+  private async submit(events: readonly AuditEvent[]): Promise<Outcome[]> {
+    const pipeline = this.pipeline!;
+    const settled: Array<Promise<Outcome>> = [];
+    const envelopes: Envelope[] = events.map((event) => {
+      let settle!: (outcome: Outcome) => void;
+      settled.push(new Promise<Outcome>((resolve) => (settle = resolve)));
+      return { event, settle: (outcome: Outcome) => settle(outcome) };
+    });
+    try {
+      await pipeline.emit(envelopes);
+    } catch (error) {
+      throw new HttpError(503, 'unavailable', (error as Error).message, { 'retry-after': '1' });
+    }
+    return Promise.all(settled);
+  }
+}
+
+function actionOf(item: unknown): string {
+  const action = (item as JsonObject | null)?.action;
+  return typeof action === 'string' ? action : '';
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+const HTTP_METRICS = Symbol.for('auditpipe.http.metrics');
+/** One set of HTTP metrics per registry, shared by every HTTP source in the process. */
+function httpMetrics(context: ComponentContext): HttpSource['metrics'] {
+  const registry = context.metrics as typeof context.metrics & { [HTTP_METRICS]?: HttpSource['metrics'] };
+  if (!registry[HTTP_METRICS]) {
+    const { Counter, Histogram } = promClient;
+    registry[HTTP_METRICS] = {
+      requests: new Counter({ name: 'auditpipe_http_requests_total', help: 'HTTP requests by route template and status.', labelNames: ['pipeline', 'route', 'status'], registers: [registry] }),
+      duration: new Histogram({ name: 'auditpipe_http_request_duration_seconds', help: 'HTTP request duration by route template.', labelNames: ['pipeline', 'route'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] }),
+    };
+  }
+  return registry[HTTP_METRICS]!;
+}
