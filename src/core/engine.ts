@@ -49,6 +49,11 @@ export class Engine {
     this.container.register(OPS_TOKEN, { useValue: new OpsEndpoints(metrics.registry, () => this.readiness()) });
   }
 
+  /** The running source of a pipeline (tests and tools use it to find bound addresses). */
+  source(pipeline: string): Source | undefined {
+    return this.running.find((r) => r.config.name === pipeline)?.source;
+  }
+
   readiness(): Readiness {
     const problems: string[] = [];
     if (this.state !== 'running') problems.push(`engine is ${this.state}`);

@@ -1,0 +1,29 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+export type ServerName = 'nats' | 'postgres' | 'kafka' | 's3' | 'victorialogs';
+
+/**
+ * The endpoint of a real test server, from the environment `npm test` prepared
+ * (`.servers/env`, or the user's own servers). Missing means the suite was started wrongly:
+ * fail loudly, never skip.
+ */
+export function serverEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the suite with "npm test" (it starts the test servers) or export it`);
+  return value;
+}
+
+/** Stops, starts or restarts one test server (same port, same data) through scripts/servers/ctl.sh. */
+export async function serverCtl(action: 'stop' | 'start' | 'restart', name: ServerName): Promise<void> {
+  await run('bash', [path.join(ROOT, 'scripts/servers/ctl.sh'), action, name], { cwd: ROOT, timeout: 180_000 });
+}
+
+/** A name unique to this test run, for streams, tables, topics and buckets. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+}
