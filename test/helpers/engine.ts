@@ -20,7 +20,7 @@ export async function startEngine(config: Record<string, unknown>, options: { pl
   const dir = mkdtempSync(path.join(tmpdir(), 'auditpipe-test-'));
   const file = path.join(dir, 'auditpipe.yml');
   writeFileSync(file, stringify({ data_dir: path.join(dir, 'data'), log_level: 'warn', ...config }));
-  const engine = await createEngine({ configFile: file, pluginsFile: options.pluginsFile ?? path.join(dir, 'none.json'), env: process.env }, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'));
+  const engine = await createEngine({ configFile: file, pluginsFile: options.pluginsFile ?? emptyPluginsFile(dir), env: process.env }, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'));
   await engine.start();
   return {
     engine,
