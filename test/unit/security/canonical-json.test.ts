@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { canonicalJson, CanonicalJsonError } from '../../../src/security/canonical-json.ts';
+
+test('RFC 8785 §3.2.2 example: numbers, strings, literals', () => {
+  const input = JSON.parse('{"numbers":[333333333.33333329,1E30,4.50,2e-3,0.000000000000000000000000001],"string":"\\u20ac$\\u000F\\u000aA\'\\u0042\\u0022\\u005c\\\\\\"\\/","literals":[null,true,false]}');
+  assert.equal(canonicalJson(input),
+    '{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/"}');
+});
+
+test('RFC 8785 §3.2.3 example: keys sorted by UTF-16 code units', () => {
+  const input = JSON.parse('{"\\u20ac":"Euro Sign","\\r":"Carriage Return","\\ufb33":"Hebrew Letter Dalet With Dagesh","1":"One","\\ud83d\\ude00":"Emoji: Grinning Face","\\u0080":"Control","\\u00f6":"Latin Small Letter O With Diaeresis"}');
+  const out = canonicalJson(input);
+  assert.equal(out, '{"\\r":"Carriage Return","1":"One","\u0080":"Control","ö":"Latin Small Letter O With Diaeresis","€":"Euro Sign","😀":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}');
+});
+
+test('RFC 8785 Appendix B number serialisation samples', () => {
+  const samples: Array<[number, string]> = [
+    [0, '0'], [-0, '0'], [1e21, '1e+21'], [1e-7, '1e-7'], [9007199254740991, '9007199254740991'],
+    [-1.5, '-1.5'], [5e-324, '5e-324'], [1.7976931348623157e308, '1.7976931348623157e+308'], [295147905179352830000, '295147905179352830000'],
+  ];
+  for (const [value, text] of samples) assert.equal(canonicalJson(value), text, `number ${value}`);
+});
+
+test('nested objects and arrays keep array order and drop whitespace', () => {
+  assert.equal(canonicalJson({ b: [3, { z: 1, a: 2 }], a: 'x' }), '{"a":"x","b":[3,{"a":2,"z":1}]}');
+});
+
+test('values without a canonical form are rejected with a clear error', () => {
+  for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, { a: Number.NEGATIVE_INFINITY }, { s: 'lone \ud800 surrogate' }, 10n, undefined, () => 1]) {
+    assert.throws(() => canonicalJson(bad), (error: unknown) => error instanceof CanonicalJsonError && /no RFC 8785 canonical form/.test(error.message));
+  }
+});
