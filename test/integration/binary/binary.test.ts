@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { before, describe, it } from 'node:test';
+
+const ROOT = path.resolve(import.meta.dirname, '../../..');
+const BINARY = path.join(ROOT, 'dist', 'auditpipe');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A directory holding only the executable, a config and a plugin, as an operator would ship it. */
+function emptyDirWithBinary(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'auditpipe-binary-'));
+  copyFileSync(BINARY, path.join(dir, 'auditpipe'));
+  mkdirSync(path.join(dir, 'plugins'));
+  copyFileSync(path.join(ROOT, 'examples/plugins/ndjson-file/index.js'), path.join(dir, 'plugins', 'ndjson-file.js'));
+  writeFileSync(path.join(dir, 'plugins.json'), '{"plugins": ["./plugins/ndjson-file.js"]}');
+  return dir;
+}
+
+describe('the single executable', () => {
+  before(() => {
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts/build-binary.mjs')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], timeout: 300_000 });
+  });
+
+  it('runs alone in an empty directory: version, validate, and a pipeline with the plugin', async () => {
+    const dir = emptyDirWithBinary();
+    const exe = path.join(dir, 'auditpipe');
+    const version = spawnSync(exe, ['version'], { cwd: dir, encoding: 'utf8' });
+    assert.equal(version.status, 0, version.stderr);
+    assert.match(version.stdout, /^\d+\.\d+\.\d+/);
+
+    const port = await freePort();
+    writeFileSync(path.join(dir, 'auditpipe.yml'), [
+      'data_dir: ./data',
+      'plugins_file: plugins.json',
+      'pipelines:',
+      '  - name: default',
+      `    source: { type: http, listen: "127.0.0.1:${port}" }`,
+      '    sinks: [{ type: ndjson_file, path: events.ndjson }, { type: console }]',
+    ].join('\n'));
+    const validate = spawnSync(exe, ['validate', '--config', 'auditpipe.yml'], { cwd: dir, encoding: 'utf8' });
+    assert.equal(validate.status, 0, validate.stderr);
+
+    const child = spawn(exe, ['run', '--config', 'auditpipe.yml'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      let ready = false;
+      for (let i = 0; i < 100 && !ready; i += 1) {
+        ready = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false);
+        if (!ready) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(ready, `binary did not become ready: ${stderr}`);
+      const res = await fetch(`http://127.0.0.1:${port}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-ndjson' },
+        body: '{"id":"b1","actorId":"x"}\n{"id":"b2","actorId":"y"}\n',
+      });
+      assert.equal(res.status, 200);
+      const inFile = readFileSync(path.join(dir, 'data', 'events.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).id);
+      assert.deepEqual(inFile, ['b1', 'b2']);
+      assert.deepEqual(stdout.trim().split('\n').map((l) => JSON.parse(l).id), ['b1', 'b2']);
+    } finally {
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+    }
+  });
+});
