@@ -1,0 +1,233 @@
+/**
+ * Client signatures over audit events (format v1; docs/argus.md §"Signature canonical form" is
+ * the normative description for implementers in other languages).
+ *
+ *   signed bytes = UTF-8( SIGNATURE_DOMAIN_TAG ‖ RFC 8785 canonical JSON of the event without
+ *                         its signature fields )
+ *
+ * "The event" is the native event object auditpipe stores: `id`, `time`, `actorId`, ..., with an
+ * argus `message` as the JSON value it holds (not its base64) and argus `timestamp` as `time`.
+ * The signature fields are `signature`, `signatureAlgorithm`, `publicKeyId` and
+ * `signatureVersion`. A signed event must carry its own `id` and `time`, so the stored event is
+ * exactly what was signed and can be re-verified later.
+ *
+ * The server and the SDK both call `signingInput` below; there is no second implementation.
+ */
+import { createPrivateKey, sign as cryptoSign, verify as cryptoVerify, constants, type KeyObject } from 'node:crypto';
+import type { JsonObject, JsonValue } from '../public/index.ts';
+import { canonicalJson } from './canonical-json.ts';
+import type { KeyRegistry, RegisteredKey } from './key-registry.ts';
+
+export const SIGNATURE_VERSION = 1;
+/** Domain separation: a signature over an event can never be replayed as another protocol's. */
+export const SIGNATURE_DOMAIN_TAG = 'auditpipe/event-signature/v1\n';
+export const SIGNATURE_FIELDS = ['signature', 'signatureAlgorithm', 'publicKeyId', 'signatureVersion'] as const;
+export const SIGNATURE_ALGORITHMS = ['EdDSA', 'RS256', 'PS256'] as const;
+export type SignatureAlgorithm = (typeof SIGNATURE_ALGORITHMS)[number];
+
+/** Base64 text of the largest signature accepted (RSA 8192: 1024 bytes → 1368 characters). */
+export const MAX_SIGNATURE_CHARS = 2048;
+export const MAX_KEY_ID_CHARS = 256;
+
+export type SignatureMode = 'off' | 'verify-if-present' | 'required';
+export const SIGNATURE_MODES: readonly SignatureMode[] = ['off', 'verify-if-present', 'required'];
+
+/** Why a signature check failed; a bounded set, used as a metric label. */
+export type SignatureFailureReason =
+  | 'unsigned'
+  | 'malformed'
+  | 'unknown_key'
+  | 'key_not_allowed_for_actor'
+  | 'key_not_yet_valid'
+  | 'key_expired'
+  | 'algorithm_not_allowed'
+  | 'bad_signature';
+export const SIGNATURE_FAILURE_REASONS: readonly SignatureFailureReason[] = [
+  'unsigned', 'malformed', 'unknown_key', 'key_not_allowed_for_actor', 'key_not_yet_valid', 'key_expired',
+  'algorithm_not_allowed', 'bad_signature',
+];
+
+export type SignatureCheck =
+  | { readonly ok: true; readonly signed: false }
+  | { readonly ok: true; readonly signed: true; readonly keyId: string; readonly algorithm: SignatureAlgorithm }
+  | { readonly ok: false; readonly reason: SignatureFailureReason; readonly detail: string };
+
+/** The event without its signature fields: what the signature covers. */
+export function signedContent(event: JsonObject): Record<string, JsonValue> {
+  const content: Record<string, JsonValue> = {};
+  for (const [key, value] of Object.entries(event)) {
+    if (!(SIGNATURE_FIELDS as readonly string[]).includes(key)) content[key] = value;
+  }
+  return content;
+}
+
+/** The exact bytes signed for `event` (its signature fields, if any, are left out). */
+export function signingInput(event: JsonObject): Buffer {
+  return Buffer.from(SIGNATURE_DOMAIN_TAG + canonicalJson(signedContent(event)), 'utf8');
+}
+
+/** True when the event carries any signature field. */
+export function hasSignatureFields(event: JsonObject): boolean {
+  return SIGNATURE_FIELDS.some((field) => event[field] !== undefined && event[field] !== null && event[field] !== '');
+}
+
+function rsaPssOptions(key: KeyObject) {
+  return { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 };
+}
+
+/** Signs raw bytes with `algorithm`; returns the standard (padded) base64 signature. */
+export function signBytes(bytes: Buffer, privateKey: KeyObject, algorithm: SignatureAlgorithm): string {
+  let signature: Buffer;
+  if (algorithm === 'EdDSA') signature = cryptoSign(null, bytes, privateKey);
+  else if (algorithm === 'RS256') signature = cryptoSign('sha256', bytes, privateKey);
+  else signature = cryptoSign('sha256', bytes, rsaPssOptions(privateKey));
+  return signature.toString('base64');
+}
+
+function verifyBytes(bytes: Buffer, signature: Buffer, publicKey: KeyObject, algorithm: SignatureAlgorithm): boolean {
+  try {
+    if (algorithm === 'EdDSA') return cryptoVerify(null, bytes, publicKey, signature);
+    if (algorithm === 'RS256') return cryptoVerify('sha256', bytes, publicKey, signature);
+    return cryptoVerify('sha256', bytes, rsaPssOptions(publicKey), signature);
+  } catch {
+    // A key of the wrong type for the algorithm, or a signature of the wrong length.
+    return false;
+  }
+}
+
+/** The algorithm a private key signs with by default: EdDSA for Ed25519, RS256 for RSA, PS256 for RSA-PSS. */
+export function defaultAlgorithm(key: KeyObject): SignatureAlgorithm {
+  switch (key.asymmetricKeyType) {
+    case 'ed25519': return 'EdDSA';
+    case 'rsa': return 'RS256';
+    case 'rsa-pss': return 'PS256';
+    default: throw new Error(`keys of type ${key.asymmetricKeyType} cannot sign audit events (use Ed25519 or RSA)`);
+  }
+}
+
+export interface EventSigner {
+  readonly keyId: string;
+  readonly algorithm: SignatureAlgorithm;
+  /** Returns the base64 signature of `bytes` (the output of `signingInput`). */
+  sign(bytes: Buffer): Promise<string> | string;
+}
+
+/** A signer from a PEM (PKCS#8 or PKCS#1) private key or a `KeyObject`. */
+export function privateKeySigner(keyId: string, key: KeyObject | string, algorithm?: SignatureAlgorithm): EventSigner {
+  const privateKey = typeof key === 'string' ? createPrivateKey(key) : key;
+  if (privateKey.type !== 'private') throw new Error('a signer needs a private key');
+  const chosen = algorithm ?? defaultAlgorithm(privateKey);
+  if (!keyAllowsAlgorithm(privateKey, chosen)) throw new Error(`a ${privateKey.asymmetricKeyType} key cannot sign with ${chosen}`);
+  return { keyId, algorithm: chosen, sign: (bytes) => signBytes(bytes, privateKey, chosen) };
+}
+
+export function keyAllowsAlgorithm(key: KeyObject, algorithm: SignatureAlgorithm): boolean {
+  switch (key.asymmetricKeyType) {
+    case 'ed25519': return algorithm === 'EdDSA';
+    case 'rsa': return algorithm === 'RS256' || algorithm === 'PS256';
+    case 'rsa-pss': return algorithm === 'PS256';
+    default: return false;
+  }
+}
+
+/**
+ * Returns a copy of `event` with the signature fields set. The event must carry its `id` and
+ * `time` (see the header of this file).
+ */
+export async function signEvent<T extends JsonObject>(event: T, signer: EventSigner): Promise<T & Record<(typeof SIGNATURE_FIELDS)[number], JsonValue>> {
+  if (typeof event.id !== 'string' || typeof event.time !== 'string') {
+    throw new Error('a signed event must carry its own "id" and "time" strings');
+  }
+  const signature = await signer.sign(signingInput(event));
+  return {
+    ...signedContent(event),
+    signature,
+    signatureAlgorithm: signer.algorithm,
+    publicKeyId: signer.keyId,
+    signatureVersion: SIGNATURE_VERSION,
+  } as T & Record<(typeof SIGNATURE_FIELDS)[number], JsonValue>;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+function decodeSignature(text: string): Buffer | undefined {
+  if (text.length > MAX_SIGNATURE_CHARS) return undefined;
+  if (BASE64.test(text) && text.length % 4 === 0) return Buffer.from(text, 'base64');
+  if (BASE64URL.test(text)) return Buffer.from(text, 'base64url');
+  return undefined;
+}
+
+export interface VerifyOptions {
+  /** The actor id the event is attributed to (the pipeline's actor field). */
+  readonly actor: string | undefined;
+  /** When the event was received: the instant key validity is judged at. */
+  readonly at: Date;
+}
+
+/**
+ * Checks the signature of one event against the registry. `mode` decides what an unsigned event
+ * is: fine (`off`, `verify-if-present`) or a failure (`required`). With `off` nothing is checked.
+ */
+export function checkEventSignature(event: JsonObject, registry: KeyRegistry, mode: SignatureMode, options: VerifyOptions): SignatureCheck {
+  if (mode === 'off') return { ok: true, signed: false };
+  if (!hasSignatureFields(event)) {
+    return mode === 'required'
+      ? { ok: false, reason: 'unsigned', detail: 'this pipeline requires signed events; the event has no signature' }
+      : { ok: true, signed: false };
+  }
+  return verifyEventSignature(event, registry, options);
+}
+
+/** Verifies an event that carries signature fields. */
+export function verifyEventSignature(event: JsonObject, registry: KeyRegistry, options: VerifyOptions): SignatureCheck {
+  const { signature, signatureAlgorithm, publicKeyId, signatureVersion } = event;
+  if (typeof signature !== 'string' || typeof signatureAlgorithm !== 'string' || typeof publicKeyId !== 'string' || !signature || !publicKeyId) {
+    return malformed('signature, signatureAlgorithm and publicKeyId must all be non-empty strings');
+  }
+  if (signatureVersion !== undefined && signatureVersion !== null && signatureVersion !== SIGNATURE_VERSION) {
+    return malformed(`signatureVersion ${JSON.stringify(signatureVersion).slice(0, 20)} is not supported (this server verifies version ${SIGNATURE_VERSION})`);
+  }
+  if (!(SIGNATURE_ALGORITHMS as readonly string[]).includes(signatureAlgorithm)) {
+    return malformed(`signatureAlgorithm must be one of ${SIGNATURE_ALGORITHMS.join(', ')}`);
+  }
+  if (publicKeyId.length > MAX_KEY_ID_CHARS) return malformed(`publicKeyId is longer than ${MAX_KEY_ID_CHARS} characters`);
+  const bytes = decodeSignature(signature);
+  if (!bytes || bytes.length === 0) return malformed(`signature must be base64 (at most ${MAX_SIGNATURE_CHARS} characters)`);
+  if (typeof event.id !== 'string' || typeof event.time !== 'string') {
+    return malformed('a signed event must carry its own "id" and "time" (timestamp), so that what is stored is what was signed');
+  }
+  const key: RegisteredKey | undefined = registry.get(publicKeyId);
+  if (!key) return { ok: false, reason: 'unknown_key', detail: `public key id ${JSON.stringify(publicKeyId)} is not in the key registry` };
+  if (key.notBefore && options.at < key.notBefore) {
+    return { ok: false, reason: 'key_not_yet_valid', detail: `key ${key.id} is valid from ${key.notBefore.toISOString()}` };
+  }
+  if (key.notAfter && options.at >= key.notAfter) {
+    return { ok: false, reason: 'key_expired', detail: `key ${key.id} expired at ${key.notAfter.toISOString()}` };
+  }
+  if (key.actors && (options.actor === undefined || !key.actors.has(options.actor))) {
+    return { ok: false, reason: 'key_not_allowed_for_actor', detail: `key ${key.id} may not sign for actor ${JSON.stringify(options.actor ?? null)}` };
+  }
+  const algorithm = signatureAlgorithm as SignatureAlgorithm;
+  if (!key.algorithms.includes(algorithm)) {
+    return { ok: false, reason: 'algorithm_not_allowed', detail: `key ${key.id} verifies ${key.algorithms.join(', ')}, not ${algorithm}` };
+  }
+  let input: Buffer;
+  try {
+    input = signingInput(event);
+  } catch (error) {
+    return malformed((error as Error).message);
+  }
+  if (!verifyBytes(input, bytes, key.publicKey, algorithm)) {
+    return { ok: false, reason: 'bad_signature', detail: `the signature does not match the event under key ${key.id} (${algorithm})` };
+  }
+  return { ok: true, signed: true, keyId: key.id, algorithm };
+}
+
+function malformed(detail: string): SignatureCheck {
+  return { ok: false, reason: 'malformed', detail };
+}
+
+export function isSignatureMode(value: unknown): value is SignatureMode {
+  return typeof value === 'string' && (SIGNATURE_MODES as readonly string[]).includes(value);
+}
