@@ -27,3 +27,25 @@ export async function serverCtl(action: 'stop' | 'start' | 'restart', name: Serv
 export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/** A port free on 127.0.0.1 right now, for a child process to listen on. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls /readyz until it answers 200, failing with `describe()` (e.g. the child's stderr) otherwise. */
+export async function waitReady(baseUrl: string, describe: () => string, attempts = 300): Promise<void> {
+  for (let i = 0; i < attempts; i += 1) {
+    if ((await fetch(`${baseUrl}/readyz`).then((r) => r.status, () => 0)) === 200) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`not ready: ${describe()}`);
+}

@@ -1,23 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
+import { freePort, waitReady } from '../../helpers/servers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const BINARY = path.join(ROOT, 'dist', 'auditpipe');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** A directory holding only the executable, a config and a plugin, as an operator would ship it. */
 function emptyDirWithBinary(): string {
@@ -60,12 +50,7 @@ describe('the single executable', () => {
     child.stderr.on('data', (c) => (stderr += c));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      let ready = false;
-      for (let i = 0; i < 100 && !ready; i += 1) {
-        ready = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false);
-        if (!ready) await new Promise((r) => setTimeout(r, 100));
-      }
-      assert.ok(ready, `binary did not become ready: ${stderr}`);
+      await waitReady(`http://127.0.0.1:${port}`, () => stderr);
       const res = await fetch(`http://127.0.0.1:${port}/v1/events`, {
         method: 'POST',
         headers: { 'content-type': 'application/x-ndjson' },

@@ -1,24 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { freePort, waitReady } from '../../helpers/servers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const CLI = path.join(ROOT, 'src/cli/main.ts');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.once('error', reject);
-  });
-}
 
 interface Running {
   child: ChildProcess;
@@ -39,17 +28,8 @@ function runCli(args: string[], env: Record<string, string>, cwd = ROOT): Runnin
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
-async function waitReady(port: number, running: Running): Promise<void> {
-  for (let i = 0; i < 300; i += 1) {
-    if (running.child.exitCode !== null) throw new Error(`auditpipe exited early:\n${running.stderr()}`);
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`auditpipe did not become ready:\n${running.stderr()}`);
+async function waitReadyChild(port: number, running: Running): Promise<void> {
+  await waitReady(`http://127.0.0.1:${port}`, () => (running.child.exitCode !== null ? `exited early: ${running.stderr()}` : running.stderr()));
 }
 
 const jsonLines = (text: string) => text.split('\n').filter(Boolean).map((line) => JSON.parse(line));
@@ -60,7 +40,7 @@ describe('auditpipe CLI', () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'auditpipe-default-'));
     const running = runCli(['run'], { AUDITPIPE_HTTP_PORT: String(port), AUDITPIPE_DATA_DIR: dataDir });
     try {
-      await waitReady(port, running);
+      await waitReadyChild(port, running);
       const res = await fetch(`http://127.0.0.1:${port}/v1/events`, {
         method: 'POST',
         headers: { 'content-type': 'application/x-ndjson' },
@@ -115,7 +95,7 @@ describe('auditpipe CLI', () => {
       '    sinks: [{ type: console }]',
     ].join('\n'));
     const running = runCli(['run', '--config', config], { AUDITPIPE_HTTP_PORT: String(port) });
-    await waitReady(port, running);
+    await waitReadyChild(port, running);
     const answered: string[] = [];
     const refused: string[] = [];
     let signalledAt = 0;
@@ -161,7 +141,7 @@ describe('auditpipe CLI', () => {
       ].join('\n'));
       const running = runCli(['run', '--config', config], {});
       try {
-        await waitReady(port, running);
+        await waitReadyChild(port, running);
         const res = await fetch(`http://127.0.0.1:${port}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '[{"id":"x1"},{"id":"x2"}]' });
         assert.equal(res.status, 200);
         const { readFileSync } = await import('node:fs');
