@@ -3,12 +3,13 @@ import path from 'node:path';
 import { registerBuiltins } from '../builtins.ts';
 import { API_VERSION, type PluginApi } from '../public/index.ts';
 import { PermanentError } from './component.ts';
-import { readConfigFile, validateConfig, type AppConfig } from './config.ts';
+import { ConfigError, readConfigFile, validateConfig, type AppConfig } from './config.ts';
 import { Engine } from './engine.ts';
 import { InvalidEventError, toEvent } from './event.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { loadPlugins } from './plugins.ts';
 import { ComponentRegistry } from './registry.ts';
+import { isAuditstreamValues, translateAuditstreamValues } from '../sources/nats/auditstream.ts';
 
 export function pluginApi(registry: ComponentRegistry, origin: string): PluginApi {
   return {
@@ -38,7 +39,13 @@ export interface Loaded {
 export async function loadApp(options: LoadOptions): Promise<Loaded> {
   const registry = new ComponentRegistry();
   registerBuiltins(pluginApi(registry, 'built-in'));
-  const raw = readConfigFile(options.configFile, options.env);
+  let raw = readConfigFile(options.configFile, options.env);
+  if (isAuditstreamValues(raw)) {
+    // An auditstream config/values.yml runs as the NATS → VictoriaLogs pipeline it describes.
+    const translated = translateAuditstreamValues(raw, options.configFile);
+    if (!translated.config) throw new ConfigError(translated.problems);
+    raw = translated.config;
+  }
   const fromConfig = typeof raw.plugins_file === 'string' && raw.plugins_file
     ? path.resolve(path.dirname(path.resolve(options.configFile)), raw.plugins_file)
     : undefined;
