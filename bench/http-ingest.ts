@@ -1,0 +1,88 @@
+/**
+ * HTTP intake overhead: NDJSON bulk requests through the engine into the ndjson_file sink
+ * (fsync per batch), beside the limit measured in the same run: a bare node:http server that
+ * reads each body and answers, with the same client and payloads.
+ *
+ *   npm run bench:http -- [--events 200000] [--per-request 1000] [--concurrency 4]
+ */
+import { createServer } from 'node:http';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import { startEngine } from '../test/helpers/engine.ts';
+import path from 'node:path';
+
+const { values } = parseArgs({
+  options: {
+    events: { type: 'string', default: '200000' },
+    'per-request': { type: 'string', default: '1000' },
+    concurrency: { type: 'string', default: '4' },
+  },
+});
+const total = Number(values.events);
+const perRequest = Number(values['per-request']);
+const concurrency = Number(values.concurrency);
+const requests = Math.ceil(total / perRequest);
+
+function body(request: number): string {
+  let text = '';
+  for (let i = 0; i < perRequest; i += 1) {
+    const n = request * perRequest + i;
+    text += JSON.stringify({
+      id: `ev-${n}`,
+      actorId: `actor-${n % 1000}`,
+      action: 'document.update',
+      msg: 'user updated a document in the shared workspace',
+      target: { type: 'document', id: `doc-${n % 5000}` },
+      request: { ip: '10.1.2.3', method: 'PUT', path: `/api/documents/doc-${n % 5000}`, userAgent: 'bench/1.0 (linux; x64)' },
+      meta: { tenant: 'acme', region: 'eu-west-1', trace: '0191f3c4-1b2a-7c3d-8e4f-123456789abc' },
+    }) + '\n';
+  }
+  return text;
+}
+
+async function drive(url: string): Promise<{ seconds: number; eventsPerSecond: number }> {
+  const pool = new Pool(url, { connections: concurrency });
+  const bodies = Array.from({ length: Math.min(requests, 16) }, (_, i) => body(i));
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < requests) {
+      const request = next++;
+      const res = await pool.request({ path: '/v1/events', method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: bodies[request % bodies.length]!.replaceAll('"id":"ev-', `"id":"r${request}-`) });
+      await res.body.dump();
+      if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
+    }
+  }));
+  const seconds = (performance.now() - started) / 1000;
+  await pool.close();
+  return { seconds, eventsPerSecond: Math.round((requests * perRequest) / seconds) };
+}
+
+const bare = createServer((req, res) => {
+  req.on('data', () => {});
+  req.on('end', () => res.end('{}'));
+});
+await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
+const bareResult = await drive(`http://127.0.0.1:${(bare.address() as { port: number }).port}`);
+bare.close();
+
+const t = await startEngine({
+  pipelines: [{
+    name: 'test',
+    source: { type: 'http', listen: '127.0.0.1:0', max_events_per_request: perRequest },
+    batch: { max_events: 1000, interval_ms: 50, max_in_flight: 4 },
+    sinks: [{ type: 'ndjson_file', path: 'bench.ndjson' }],
+  }],
+}, { pluginsFile: path.resolve(import.meta.dirname, '../test/fixtures/plugins-example.json') });
+const engineResult = await drive(t.url());
+await t.stop();
+
+console.log(JSON.stringify({
+  bench: 'http-ingest',
+  events: requests * perRequest,
+  perRequest,
+  concurrency,
+  engine: engineResult,
+  bareHttpLimit: bareResult,
+  ratio: Number((engineResult.eventsPerSecond / bareResult.eventsPerSecond).toFixed(3)),
+}, null, 2));
