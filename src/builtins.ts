@@ -1,6 +1,7 @@
 import type { PluginApi } from './public/index.ts';
 import { consoleSink } from './sinks/console/index.ts';
 import { kafkaSink } from './sinks/kafka/index.ts';
+import { postgresSink } from './sinks/postgres/index.ts';
 import { s3Sink } from './sinks/s3/index.ts';
 import { httpSource } from './sources/http/index.ts';
 import { natsSource } from './sources/nats/index.ts';
@@ -12,6 +13,7 @@ export function registerBuiltins(api: PluginApi): void {
   api.registerSource(natsSource);
   api.registerSink(victoriaLogsSink);
   api.registerSink(consoleSink);
+  api.registerSink(postgresSink);
   api.registerSink(s3Sink);
   api.registerSink(kafkaSink);
 }

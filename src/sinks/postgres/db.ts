@@ -1,0 +1,182 @@
+/**
+ * The two ways the chain store reaches PostgreSQL: a real server through a `pg` pool, or the
+ * embedded PGlite database in a directory (one process per directory, guarded by a lock file).
+ */
+import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely';
+import pg from 'pg';
+
+export interface ChainDb {
+  readonly kysely: Kysely<any>;
+  readonly embedded: boolean;
+  /** Where it is, for logs and messages: host/database or the directory; never credentials. */
+  readonly where: string;
+  /** Runs `work` in one READ COMMITTED transaction. Embedded: one at a time (PGlite has one session). */
+  transaction<T>(work: (tx: Transaction<any>) => Promise<T>): Promise<T>;
+  /** Runs read-only statements outside a transaction. */
+  read<T>(work: (db: Kysely<any>) => Promise<T>): Promise<T>;
+  /** False after a connection-level failure, until a statement succeeds again. */
+  healthy(): boolean;
+  close(): Promise<void>;
+}
+
+/** The server's location without user or password, for messages. */
+export function describeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.hostname}${parsed.port ? `:${parsed.port}` : ''}${parsed.pathname}`;
+  } catch {
+    return 'the configured PostgreSQL url';
+  }
+}
+
+/** SQLSTATE classes that mean "cannot reach or use the server right now" rather than "bad statement". */
+function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== 'string') return true; // socket errors, timeouts
+  return code.startsWith('08') || code.startsWith('57P') || code === '53300';
+}
+
+export interface PostgresOptions {
+  readonly url: string;
+  readonly poolSize: number;
+  readonly statementTimeoutMs: number;
+  readonly onError?: (error: Error) => void;
+}
+
+export function openPostgres(options: PostgresOptions): ChainDb {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolSize,
+    statement_timeout: options.statementTimeoutMs,
+    idle_in_transaction_session_timeout: options.statementTimeoutMs,
+    connectionTimeoutMillis: 10_000,
+    application_name: 'auditpipe',
+  });
+  let healthy = true;
+  // An idle client losing its server must not crash the process; the next statement reconnects.
+  pool.on('error', (error) => {
+    healthy = false;
+    options.onError?.(error);
+  });
+  const kysely = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
+  const track = async <T>(work: () => Promise<T>): Promise<T> => {
+    try {
+      const result = await work();
+      healthy = true;
+      return result;
+    } catch (error) {
+      if (isConnectionError(error)) healthy = false;
+      throw error;
+    }
+  };
+  return {
+    kysely,
+    embedded: false,
+    where: describeUrl(options.url),
+    transaction: (work) => track(() => kysely.transaction().execute(work)),
+    read: (work) => track(() => work(kysely)),
+    healthy: () => healthy,
+    close: () => kysely.destroy(),
+  };
+}
+
+/** A single-process lock on a directory: a file holding the owner's pid, created exclusively. */
+export class DirectoryLock {
+  readonly file: string;
+  private held = false;
+
+  constructor(file: string) {
+    this.file = file;
+  }
+
+  acquire(purpose: string): void {
+    mkdirSync(path.dirname(this.file), { recursive: true });
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      try {
+        const fd = openSync(this.file, 'wx', 0o600);
+        writeSync(fd, `${process.pid}\n`);
+        closeSync(fd);
+        this.held = true;
+        return;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const owner = Number.parseInt(readFileSync(this.file, 'utf8').trim(), 10);
+      if (Number.isInteger(owner) && owner > 0 && processAlive(owner)) {
+        throw new Error(`the embedded store ${path.dirname(this.file)} is in use by process ${owner} (lock file ${this.file}); `
+          + `only one process may open it at a time — stop that process first, or use a PostgreSQL "url" to share a store between processes (${purpose})`);
+      }
+      // The owner died without cleaning up: the lock is stale.
+      try {
+        unlinkSync(this.file);
+      } catch {
+        // Another process removed it first; retry the exclusive create.
+      }
+    }
+    throw new Error(`could not take the lock ${this.file}: another process keeps taking it`);
+  }
+
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    try {
+      unlinkSync(this.file);
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Opens (creating when absent) the embedded PGlite database in `dir`, holding its lock file until `close()`. */
+export async function openEmbedded(dir: string, purpose: string): Promise<ChainDb> {
+  const lock = new DirectoryLock(`${dir}.lock`);
+  lock.acquire(purpose);
+  let pglite: import('@electric-sql/pglite').PGlite;
+  try {
+    mkdirSync(dir, { recursive: true });
+    const { PGlite } = await import('@electric-sql/pglite');
+    pglite = new PGlite(dir);
+    await pglite.waitReady;
+  } catch (error) {
+    lock.release();
+    throw new Error(`cannot open the embedded store in ${dir}: ${(error as Error).message}`);
+  }
+  const kysely = new Kysely<any>({ dialect: new PGliteDialect({ pglite }) });
+  // PGlite is one session: kysely's driver shares it, so statements and transactions take turns.
+  let queue: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
+    const run = queue.then(work, work);
+    queue = run.catch(() => undefined);
+    return run;
+  };
+  let closed = false;
+  return {
+    kysely,
+    embedded: true,
+    where: dir,
+    transaction: (work) => exclusive(() => kysely.transaction().execute(work)),
+    read: (work) => exclusive(() => work(kysely)),
+    healthy: () => !closed,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      try {
+        await exclusive(() => kysely.destroy());
+      } finally {
+        lock.release();
+      }
+    },
+  };
+}

@@ -1,0 +1,329 @@
+/**
+ * The chain store: appends events to per-actor hash chains, writes signed checkpoints, and
+ * answers reads (for the read API and for the verifier). All SQL lives here.
+ */
+import { sql, type Transaction } from 'kysely';
+import type { AuditEvent, EventId, JsonObject } from '../../public/index.ts';
+import { canonicalJson, CanonicalJsonError } from '../../security/canonical-json.ts';
+import {
+  canonicalRecord, chainHash, GENESIS_HASH, NO_ACTOR,
+  type ChainPage, type ChainPosition, type ChainQuery, type ChainRecord, type ChainStoreReader, type ChainSummary,
+} from '../../security/chain.ts';
+import {
+  FIRST_PREVIOUS, headsRoot, parseCheckpoint, signCheckpoint, sortHeads, type ChainHead, type SignedCheckpoint,
+} from '../../security/checkpoint.ts';
+import type { CheckpointKey } from '../../security/keys.ts';
+import { formatHeads, type StoredCheckpoint, type VerifyRow, type VerifySource } from '../../security/verify.ts';
+import type { ChainDb } from './db.ts';
+
+/** An event ready to be chained: everything but its position is known before the transaction. */
+interface Prepared {
+  readonly event: AuditEvent;
+  readonly actor: string;
+  readonly eventCanonical: string;
+  readonly eventTime: string;
+  readonly receivedAt: string;
+}
+
+export interface AppendResult {
+  readonly positions: Map<EventId, ChainPosition>;
+  readonly rejected: Array<{ id: EventId; reason: string }>;
+  /** Events already stored before (redelivery): not appended again. */
+  readonly duplicates: number;
+  readonly appended: number;
+}
+
+/** A statement the database refused because of one row's values: the row must be isolated, not retried. */
+function isRowError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== 'string') return false;
+  // Class 22 = data exception (e.g. \u0000 in jsonb, out of range); 23502/23514 = not-null/check.
+  return code.startsWith('22') || code === '23502' || code === '23514';
+}
+
+function describeRowError(error: unknown): string {
+  const e = error as { message?: string; code?: string; detail?: string };
+  return `PostgreSQL refused the row: ${e.message ?? String(error)}${e.detail ? ` (${e.detail})` : ''}${e.code ? ` [SQLSTATE ${e.code}]` : ''}`;
+}
+
+/** Milliseconds-precision UTC of an RFC 3339 time: what the event_time/received_at columns hold. */
+function columnTime(rfc3339: string): string {
+  const ms = Date.parse(rfc3339);
+  if (Number.isNaN(ms)) throw new CanonicalJsonError(`time ${JSON.stringify(rfc3339)} is not RFC 3339`);
+  return new Date(ms).toISOString();
+}
+
+export class ChainStore implements ChainStoreReader, VerifySource {
+  readonly db: ChainDb;
+  readonly schema: string;
+  private readonly events;
+  private readonly heads_;
+  private readonly checkpoints_;
+
+  constructor(db: ChainDb, schema: string) {
+    this.db = db;
+    this.schema = schema;
+    this.events = sql.id(schema, 'chain_events');
+    this.heads_ = sql.id(schema, 'chain_heads');
+    this.checkpoints_ = sql.id(schema, 'chain_checkpoints');
+  }
+
+  /** The database must store text as UTF-8, or the hashed bytes would not round-trip. */
+  async checkEncoding(): Promise<void> {
+    const result = await this.db.read((db) => sql<{ server_encoding: string }>`SHOW server_encoding`.execute(db));
+    const encoding = result.rows[0]?.server_encoding;
+    if (encoding !== 'UTF8') throw new Error(`database encoding is ${encoding}; the chain store needs UTF8 so the hashed bytes are stored exactly`);
+  }
+
+  /**
+   * Appends a batch. Redelivered ids keep their original position. A row the database refuses
+   * is isolated by splitting the batch (the parts commit separately) and comes back in
+   * `rejected`; any other failure throws and nothing of that transaction is committed.
+   */
+  async append(events: readonly AuditEvent[]): Promise<AppendResult> {
+    const result: AppendResult = { positions: new Map(), rejected: [], duplicates: 0, appended: 0 };
+    const prepared: Prepared[] = [];
+    for (const event of events) {
+      try {
+        prepared.push({
+          event,
+          actor: event.actorId ?? NO_ACTOR,
+          eventCanonical: canonicalJson(event.data),
+          eventTime: columnTime(event.time),
+          receivedAt: columnTime(event.receivedAt),
+        });
+      } catch (error) {
+        if (!(error instanceof CanonicalJsonError)) throw error;
+        result.rejected.push({ id: event.id, reason: error.message });
+      }
+    }
+    if (prepared.length > 0) await this.appendIsolating(prepared, result);
+    return result;
+  }
+
+  private async appendIsolating(items: readonly Prepared[], into: AppendResult): Promise<void> {
+    try {
+      const { positions, duplicates, appended } = await this.db.transaction((tx) => this.appendTx(tx, items));
+      for (const [id, position] of positions) into.positions.set(id, position);
+      (into as { duplicates: number }).duplicates += duplicates;
+      (into as { appended: number }).appended += appended;
+    } catch (error) {
+      if (!isRowError(error)) throw error;
+      if (items.length === 1) {
+        into.rejected.push({ id: items[0]!.event.id, reason: describeRowError(error) });
+        return;
+      }
+      // Halves in order, so each actor's events keep their batch order in the chain.
+      const middle = Math.ceil(items.length / 2);
+      await this.appendIsolating(items.slice(0, middle), into);
+      await this.appendIsolating(items.slice(middle), into);
+    }
+  }
+
+  private async appendTx(tx: Transaction<any>, items: readonly Prepared[]) {
+    const positions = new Map<EventId, ChainPosition>();
+    const actors = [...new Set(items.map((item) => item.actor))];
+    // Heads are created first (a no-op for known actors), then locked in one consistent order,
+    // so concurrent writers (in this process or others) queue per actor instead of deadlocking.
+    await sql`INSERT INTO ${this.heads_} (actor, seq, hash)
+      SELECT a, 0, ${GENESIS_HASH} FROM unnest(${actors}::text[]) AS a ORDER BY a
+      ON CONFLICT (actor) DO NOTHING`.execute(tx);
+    const locked = await sql<{ actor: string; seq: string | number; hash: string }>`SELECT actor, seq, hash FROM ${this.heads_}
+      WHERE actor = ANY(${actors}::text[]) ORDER BY actor FOR UPDATE`.execute(tx);
+    const heads = new Map<string, { seq: number; hash: string }>();
+    for (const row of locked.rows) heads.set(row.actor, { seq: Number(row.seq), hash: row.hash });
+
+    // Checked under the head locks: a concurrent writer of the same id has committed by now.
+    const ids = [...new Set(items.map((item) => item.event.id as string))];
+    const stored = await sql<{ event_id: string; actor: string; seq: string | number; prev_hash: string; hash: string }>`
+      SELECT event_id, actor, seq, prev_hash, hash FROM ${this.events} WHERE event_id = ANY(${ids}::text[])`.execute(tx);
+    for (const row of stored.rows) {
+      positions.set(row.event_id as EventId, { actor: row.actor, sequence: Number(row.seq), previousHash: row.prev_hash, hash: row.hash });
+    }
+    const duplicates = items.filter((item) => positions.has(item.event.id)).length;
+
+    const cols = { actor: [] as string[], seq: [] as number[], id: [] as string[], prev: [] as string[], hash: [] as string[], canonical: [] as string[], time: [] as string[], received: [] as string[] };
+    for (const item of items) {
+      if (positions.has(item.event.id)) continue;
+      const head = heads.get(item.actor);
+      if (!head) throw new Error(`head row of actor ${JSON.stringify(item.actor)} was not locked`);
+      const seq = head.seq + 1;
+      const record = canonicalRecord({ actor: item.actor, seq, id: item.event.id, receivedAt: item.event.receivedAt, event: item.event.data }, item.eventCanonical);
+      const hash = chainHash(head.hash, record);
+      positions.set(item.event.id, { actor: item.actor, sequence: seq, previousHash: head.hash, hash });
+      cols.actor.push(item.actor);
+      cols.seq.push(seq);
+      cols.id.push(item.event.id);
+      cols.prev.push(head.hash);
+      cols.hash.push(hash);
+      cols.canonical.push(record);
+      cols.time.push(item.eventTime);
+      cols.received.push(item.receivedAt);
+      head.seq = seq;
+      head.hash = hash;
+    }
+    if (cols.id.length > 0) {
+      await sql`INSERT INTO ${this.events} (actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at)
+        SELECT * FROM unnest(${cols.actor}::text[], ${cols.seq}::int8[], ${cols.id}::text[], ${cols.prev}::text[], ${cols.hash}::text[],
+          ${cols.canonical}::text[], ${cols.time}::timestamptz[], ${cols.received}::timestamptz[])`.execute(tx);
+      const moved = [...heads].filter(([, head]) => head.seq > 0);
+      await sql`UPDATE ${this.heads_} AS h SET seq = v.seq, hash = v.hash
+        FROM unnest(${moved.map(([actor]) => actor)}::text[], ${moved.map(([, head]) => head.seq)}::int8[], ${moved.map(([, head]) => head.hash)}::text[]) AS v(actor, seq, hash)
+        WHERE h.actor = v.actor AND h.seq <> v.seq`.execute(tx);
+    }
+    return { positions, duplicates, appended: cols.id.length };
+  }
+
+  /**
+   * Signs and stores the next checkpoint over every head, chained to the previous one. Writers
+   * in several processes take turns through an advisory lock, so numbers never collide.
+   */
+  async writeCheckpoint(key: CheckpointKey, origin: string, now = new Date()): Promise<SignedCheckpoint> {
+    return this.db.transaction(async (tx) => {
+      await sql`SELECT pg_advisory_xact_lock(hashtext(${`auditpipe:checkpoint:${this.schema}`}))`.execute(tx);
+      const last = await sql<{ number: string | number; body: string; hash: string }>`
+        SELECT number, body, hash FROM ${this.checkpoints_} ORDER BY number DESC LIMIT 1`.execute(tx);
+      const headRows = await sql<{ actor: string; seq: string | number; hash: string }>`
+        SELECT actor, seq, hash FROM ${this.heads_} WHERE seq > 0`.execute(tx);
+      const heads = sortHeads(headRows.rows.map((row) => ({ actor: row.actor, seq: Number(row.seq), hash: row.hash })));
+      const root = headsRoot(heads);
+      const previous = last.rows[0];
+      const previousRoot = previous ? parseCheckpoint(previous.body).root : undefined;
+      const signed = signCheckpoint({
+        origin,
+        number: previous ? Number(previous.number) + 1 : 1,
+        time: now.toISOString(),
+        actors: heads.length,
+        events: heads.reduce((n, head) => n + head.seq, 0),
+        root,
+        previous: previous?.hash ?? FIRST_PREVIOUS,
+      }, key.privateKey, key.keyId);
+      await sql`INSERT INTO ${this.checkpoints_} (number, created_at, body, hash, signature, key_id, heads)
+        VALUES (${signed.number}, ${signed.time}, ${signed.text}, ${signed.hash}, ${signed.signature}, ${signed.keyId},
+          ${root === previousRoot ? null : formatHeads(heads)})`.execute(tx);
+      return signed;
+    });
+  }
+
+  // ---- read API -------------------------------------------------------------------------
+
+  private toRecord(row: { actor: string; seq: string | number; prev_hash: string; hash: string; canonical: string }): ChainRecord {
+    const record = JSON.parse(row.canonical) as { id: string; receivedAt: string; event: JsonObject };
+    return {
+      id: record.id,
+      actor: row.actor,
+      sequence: Number(row.seq),
+      previousHash: row.prev_hash,
+      hash: row.hash,
+      time: typeof record.event.time === 'string' ? record.event.time : '',
+      receivedAt: record.receivedAt,
+      event: record.event,
+    };
+  }
+
+  async get(id: string): Promise<ChainRecord | undefined> {
+    const result = await this.db.read((db) => sql<{ actor: string; seq: string; prev_hash: string; hash: string; canonical: string }>`
+      SELECT actor, seq, prev_hash, hash, canonical FROM ${this.events} WHERE event_id = ${id}`.execute(db));
+    const row = result.rows[0];
+    return row ? this.toRecord(row) : undefined;
+  }
+
+  async query(filter: ChainQuery): Promise<ChainPage> {
+    const limit = filter.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RangeError('limit must be an integer from 1 to 1000');
+    const desc = (filter.order ?? 'desc') === 'desc';
+    const conditions = [sql`true`];
+    if (filter.actor !== undefined) conditions.push(sql`actor = ${filter.actor}`);
+    if (filter.action !== undefined) conditions.push(sql`data->>'action' = ${filter.action}`);
+    if (filter.from !== undefined) conditions.push(sql`event_time >= ${columnTime(filter.from)}::timestamptz`);
+    if (filter.to !== undefined) conditions.push(sql`event_time < ${columnTime(filter.to)}::timestamptz`);
+    if (filter.cursor !== undefined) {
+      const [time, id] = decodeCursor(filter.cursor);
+      conditions.push(desc
+        ? sql`(event_time, event_id) < (${time}::timestamptz, ${id})`
+        : sql`(event_time, event_id) > (${time}::timestamptz, ${id})`);
+    }
+    const order = desc ? sql`event_time DESC, event_id DESC` : sql`event_time ASC, event_id ASC`;
+    const result = await this.db.read((db) => sql<{ actor: string; seq: string; prev_hash: string; hash: string; canonical: string; event_id: string; et: string }>`
+      SELECT actor, seq, prev_hash, hash, canonical, event_id, to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS et
+      FROM ${this.events} WHERE ${sql.join(conditions, sql` AND `)} ORDER BY ${order} LIMIT ${limit + 1}`.execute(db));
+    const rows = result.rows.slice(0, limit);
+    const lastRow = rows.at(-1);
+    return {
+      records: rows.map((row) => this.toRecord(row)),
+      ...(result.rows.length > limit && lastRow ? { next: encodeCursor(lastRow.et, lastRow.event_id) } : {}),
+    };
+  }
+
+  async summary(): Promise<ChainSummary> {
+    return this.db.read(async (db) => {
+      const heads = await sql<{ actors: string; events: string | null }>`
+        SELECT count(*) AS actors, sum(seq) AS events FROM ${this.heads_} WHERE seq > 0`.execute(db);
+      const last = await sql<{ body: string; hash: string }>`SELECT body, hash FROM ${this.checkpoints_} ORDER BY number DESC LIMIT 1`.execute(db);
+      const checkpoint = last.rows[0] ? parseCheckpoint(last.rows[0].body) : undefined;
+      return {
+        events: Number(heads.rows[0]?.events ?? 0),
+        actors: Number(heads.rows[0]?.actors ?? 0),
+        ...(checkpoint ? { lastCheckpoint: { number: checkpoint.number, time: checkpoint.time, hash: last.rows[0]!.hash, events: checkpoint.events } } : {}),
+      };
+    });
+  }
+
+  // ---- verifier source (read-only) ------------------------------------------------------
+
+  async *rows(actor?: string, pageSize = 20_000): AsyncIterable<readonly VerifyRow[]> {
+    let after: { actor: string; seq: number } | undefined;
+    for (;;) {
+      const where = [sql`true`];
+      if (actor !== undefined) where.push(sql`actor = ${actor}`);
+      if (after) where.push(sql`(actor, seq) > (${after.actor}, ${after.seq}::int8)`);
+      const result = await this.db.read((db) => sql<{ actor: string; seq: string | number; event_id: string; prev_hash: string; hash: string; canonical: string; et: number; ra: number }>`
+        SELECT actor, seq, event_id, prev_hash, hash, canonical,
+          (extract(epoch FROM event_time) * 1000)::float8 AS et, (extract(epoch FROM received_at) * 1000)::float8 AS ra
+        FROM ${this.events} WHERE ${sql.join(where, sql` AND `)} ORDER BY actor, seq LIMIT ${pageSize}`.execute(db));
+      if (result.rows.length === 0) return;
+      const rows = result.rows.map((row): VerifyRow => ({
+        actor: row.actor,
+        seq: Number(row.seq),
+        eventId: row.event_id,
+        prevHash: row.prev_hash,
+        hash: row.hash,
+        canonical: row.canonical,
+        eventTimeMs: Number(row.et),
+        receivedAtMs: Number(row.ra),
+      }));
+      yield rows;
+      const last = rows.at(-1)!;
+      after = { actor: last.actor, seq: last.seq };
+      if (result.rows.length < pageSize) return;
+    }
+  }
+
+  async heads(actor?: string): Promise<ChainHead[]> {
+    const result = await this.db.read((db) => sql<{ actor: string; seq: string | number; hash: string }>`
+      SELECT actor, seq, hash FROM ${this.heads_} ${actor === undefined ? sql`` : sql`WHERE actor = ${actor}`}`.execute(db));
+    return result.rows.map((row) => ({ actor: row.actor, seq: Number(row.seq), hash: row.hash }));
+  }
+
+  async checkpoints(): Promise<StoredCheckpoint[]> {
+    const result = await this.db.read((db) => sql<{ number: string | number; body: string; hash: string; signature: string; key_id: string; heads: string | null }>`
+      SELECT number, body, hash, signature, key_id, heads FROM ${this.checkpoints_} ORDER BY number`.execute(db));
+    return result.rows.map((row) => ({ number: Number(row.number), text: row.body, hash: row.hash, signature: row.signature, keyId: row.key_id, heads: row.heads }));
+  }
+}
+
+function encodeCursor(time: string, id: string): string {
+  return Buffer.from(JSON.stringify([time, id]), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): [string, string] {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string' && !Number.isNaN(Date.parse(value[0]))) {
+      return [value[0], value[1]];
+    }
+  } catch {
+    // fall through
+  }
+  throw new RangeError('cursor is not one this store returned');
+}
