@@ -33,7 +33,8 @@ const RECORD_OVERHEAD_BYTES = 128;
 
 /** Where one batch stands across the pipeline's attempts to write it. */
 interface BatchProgress {
-  readonly chunks: readonly (readonly AuditEvent[])[];
+  /** Split further when the broker finds a chunk too large. */
+  readonly chunks: (readonly AuditEvent[])[];
   /** Chunks before this index are acknowledged by the broker. */
   next: number;
   readonly rejected: Array<{ id: EventId; reason: string }>;
@@ -208,9 +209,15 @@ export class KafkaSink implements Sink {
         // stored the records; a later send of other records would then reuse those numbers and be
         // answered as a duplicate without being stored. A fresh producer id rules that out.
         await this.replaceProducer();
-        if (chunk.length === 1 && isTooLarge(error)) {
-          progress.rejected.push({ id: chunk[0]!.id, reason: `the event is larger than topic "${this.settings.topic}" accepts (max.message.bytes)` });
-          progress.next += 1;
+        if (isTooLarge(error)) {
+          if (chunk.length === 1) {
+            progress.rejected.push({ id: chunk[0]!.id, reason: `the event is larger than topic "${this.settings.topic}" accepts (max.message.bytes)` });
+            progress.next += 1;
+          } else {
+            // Halve until each part fits or is a single event the topic can never take.
+            const half = Math.ceil(chunk.length / 2);
+            progress.chunks.splice(progress.next, 1, chunk.slice(0, half), chunk.slice(half));
+          }
           continue;
         }
         throw classify(error, this.settings.topic);
@@ -272,10 +279,7 @@ function isTooLarge(error: unknown): boolean {
 function classify(error: unknown, topic: string): Error {
   const root = rootError(error);
   const message = `kafka produce to "${topic}" failed: ${(error as Error)?.message ?? String(error)}`;
-  if (root.name === 'KafkaJSProtocolError' && root.retriable === false) {
-    if (isTooLarge(error)) return new PermanentError(`${message} (lower max_request_bytes below the topic's max.message.bytes)`);
-    return new PermanentError(message);
-  }
+  if (root.name === 'KafkaJSProtocolError' && root.retriable === false) return new PermanentError(message);
   return new Error(message);
 }
 
