@@ -56,6 +56,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const SIGNATURE_FIELDS = ['signature', 'signatureAlgorithm', 'publicKeyId'] as const;
+const SIGNATURE_ALGORITHMS = ['RS256', 'EdDSA', 'PS256'];
 const MAX_ID_LENGTH = 255;
 
 export class ArgusValidationError extends Error {
@@ -65,7 +66,7 @@ export class ArgusValidationError extends Error {
 const isObject = (value: unknown): value is Record<string, JsonValue> =>
   value !== null && typeof value === 'object' && !Array.isArray(value);
 
-/** argus rejects a whole bulk request when any item carries some but not all signature fields. */
+/** Some but not all of argus's three signature fields: that item is invalid (argus failed the whole bulk request; we fail the item). */
 export function partialSignatureError(item: unknown): string | undefined {
   if (!isObject(item)) return undefined;
   const present = SIGNATURE_FIELDS.filter((field) => item[field] !== undefined && item[field] !== null && item[field] !== '');
@@ -77,7 +78,8 @@ export function partialSignatureError(item: unknown): string | undefined {
 
 /**
  * Validates one argus create request and maps it to a native event object: `timestamp` becomes
- * `time`, the base64 `message` is decoded to the JSON it holds, everything else is kept.
+ * `time`, the base64 `message` is decoded to the JSON it holds, everything else is kept. An `id`
+ * the client gives (argus ignored it) is kept, so a retried request is stored once.
  */
 export function argusToNative(item: unknown, enums: ArgusEnums): JsonObject {
   if (!isObject(item)) throw new ArgusValidationError('request body must be a JSON object');
@@ -89,7 +91,12 @@ export function argusToNative(item: unknown, enums: ArgusEnums): JsonObject {
     if (typeof value !== 'string') throw new ArgusValidationError(`${field} must be a string`);
     return value;
   };
-  const { timestamp: _t, message: _m, id: _id, time: _time, ...rest } = item;
+  const { timestamp: _t, message: _m, time: _time, ...rest } = item;
+  const id = item.id;
+  if (id !== undefined && id !== null && (typeof id !== 'string' || id === '' || id.length > MAX_ID_LENGTH)) {
+    throw new ArgusValidationError(`id must be a non-empty string of at most ${MAX_ID_LENGTH} characters when given`);
+  }
+  if (id === null) delete rest.id;
   const timestamp = str('timestamp');
   if (!timestamp) throw new ArgusValidationError('timestamp is required');
   if (!RFC3339.test(timestamp) || Number.isNaN(Date.parse(timestamp))) throw new ArgusValidationError('timestamp must be RFC 3339 (e.g. 2026-01-02T15:04:05Z)');
@@ -113,7 +120,7 @@ export function argusToNative(item: unknown, enums: ArgusEnums): JsonObject {
   if (item.metadata !== undefined && item.metadata !== null && !isObject(item.metadata)) throw new ArgusValidationError('metadata must be a JSON object');
   for (const field of SIGNATURE_FIELDS) str(field);
   const algorithm = str('signatureAlgorithm');
-  if (algorithm && algorithm !== 'RS256' && algorithm !== 'EdDSA') throw new ArgusValidationError('signatureAlgorithm must be RS256 or EdDSA');
+  if (algorithm && !SIGNATURE_ALGORITHMS.includes(algorithm)) throw new ArgusValidationError(`signatureAlgorithm must be one of ${SIGNATURE_ALGORITHMS.join(', ')}`);
 
   const native: Record<string, JsonValue> = { time: timestamp, ...rest };
   const message = str('message');
@@ -131,8 +138,20 @@ function decodeMessage(message: string): JsonValue {
   }
 }
 
+/** The parts of a stored event an argus record is built from. */
+export interface StoredEventView {
+  readonly id: string;
+  readonly time: string;
+  readonly receivedAt: string;
+  readonly data: JsonObject;
+}
+
 /** The record argus answers with (its `AuditLog` JSON), plus chain fields when a sink gave them. */
-export function argusRecord(event: AuditEvent, receipt?: Readonly<Record<string, JsonValue>>): Record<string, JsonValue> {
+export function argusRecord(
+  event: AuditEvent | StoredEventView,
+  receipt?: Readonly<Record<string, JsonValue>>,
+  options: { includeMessage?: boolean } = {},
+): Record<string, JsonValue> {
   const d = event.data;
   const record: Record<string, JsonValue> = { id: event.id, timestamp: toUtc(event.time) };
   const copy = (field: string, omitEmpty = true) => {
@@ -148,11 +167,12 @@ export function argusRecord(event: AuditEvent, receipt?: Readonly<Record<string,
   copy('actorId');
   copy('targetType');
   copy('targetId');
-  copy('message');
+  if (options.includeMessage ?? true) copy('message');
   record.metadata = d.metadata ?? null;
   copy('signature');
   copy('signatureAlgorithm');
   copy('publicKeyId');
+  copy('signatureVersion');
   if (receipt?.previousHash !== undefined) record.previousHash = receipt.previousHash;
   if (receipt?.hash !== undefined) record.currentHash = receipt.hash;
   if (receipt?.sequence !== undefined) record.sequence = receipt.sequence;

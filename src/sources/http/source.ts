@@ -5,8 +5,15 @@ import type {
   AuditEvent, ComponentContext, Envelope, JsonObject, JsonValue, Outcome, Source, SourceContext,
 } from '../../public/index.ts';
 import { InvalidEventError, toEvent } from '../../public/index.ts';
+import { chainStoreToken } from '../../security/chain.ts';
+import type { KeyRegistry } from '../../security/key-registry.ts';
+import {
+  checkEventSignature, SIGNATURE_FAILURE_REASONS, type SignatureCheck, type SignatureFailureReason,
+} from '../../security/signatures.ts';
 import { type Scope, TokenAuthenticator } from '../../security/tokens.ts';
-import { ArgusValidationError, argusRecord, argusToNative, loadArgusEnums, partialSignatureError, type ArgusEnums } from './argus.ts';
+import { ArgusValidationError, argusRecord, argusToNative, loadArgusEnums, type ArgusEnums } from './argus.ts';
+import { CorsPolicy } from './cors.ts';
+import { auditSummary, listAuditLogs, parseListQuery, ReadApiError, recordWithPosition, type ArgusReadStore } from './read-api.ts';
 import type { HttpSourceConfig } from './schema.ts';
 
 /** The DI token of the shared /healthz, /readyz, /metrics handler. */
@@ -34,11 +41,24 @@ type Parsed = { events: Array<{ index: number; event: AuditEvent }>; failed: Ite
 const JSON_TYPES = new Set(['application/json', 'text/json']);
 const NDJSON_TYPES = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/jsonlines', 'application/x-jsonlines']);
 
-interface Route {
-  readonly methods: readonly string[];
+interface Handler {
   readonly scope: Scope;
-  handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  handle(req: IncomingMessage, res: ServerResponse, params: RouteParams): Promise<void>;
 }
+
+interface RouteParams {
+  readonly query: URLSearchParams;
+  /** The `{id}` of `/api/audit-logs/{id}`. */
+  readonly id?: string;
+}
+
+/** One path (or path template) and a handler per method; the scope depends on the method. */
+interface Route {
+  readonly template: string;
+  readonly methods: ReadonlyMap<string, Handler>;
+}
+
+const MAX_ID_PARAM_CHARS = 256;
 
 /**
  * HTTP intake: native NDJSON/JSON on `POST /v1/events` and argus's write API. A request is
@@ -50,22 +70,38 @@ export class HttpSource implements Source {
   private readonly auth: TokenAuthenticator;
   private readonly enums: ArgusEnums;
   private readonly routes: ReadonlyMap<string, Route>;
-  private readonly metrics: { requests: import('prom-client').Counter<'pipeline' | 'route' | 'status'>; duration: import('prom-client').Histogram<'pipeline' | 'route'> };
+  private readonly byIdRoute: Route;
+  private readonly cors: CorsPolicy;
+  private readonly keys: KeyRegistry | undefined;
+  private readonly metrics: HttpMetrics;
   private server: Server | undefined;
   private pipeline: SourceContext | undefined;
   private accepting = false;
 
-  constructor(config: HttpSourceConfig, context: ComponentContext) {
+  constructor(config: HttpSourceConfig, context: ComponentContext, keys?: KeyRegistry) {
     this.config = config;
     this.context = context;
+    this.keys = keys;
+    if (config.signatures !== 'off' && (!keys || keys.size === 0)) {
+      // argus shipped an empty registry that rejected every signed event; refuse to start instead.
+      throw new Error(`signatures: ${config.signatures} needs at least one key in signature_keys or signature_keys_file`);
+    }
     this.auth = new TokenAuthenticator(config.tokens, config.auth_required);
     this.enums = loadArgusEnums(config.argus.enums_file || undefined);
+    this.cors = new CorsPolicy(config.cors);
+    const route = (template: string, handlers: Record<string, Handler>): [string, Route] => [template, { template, methods: new Map(Object.entries(handlers)) }];
     this.routes = new Map<string, Route>([
-      ['/v1/events', { methods: ['POST'], scope: 'ingest', handle: (req, res) => this.ingestNative(req, res) }],
-      ['/api/audit-logs', { methods: ['POST'], scope: 'ingest', handle: (req, res) => this.ingestArgus(req, res, false) }],
-      ['/api/audit-logs/bulk', { methods: ['POST'], scope: 'ingest', handle: (req, res) => this.ingestArgus(req, res, true) }],
+      route('/v1/events', { POST: { scope: 'ingest', handle: (req, res) => this.ingestNative(req, res) } }),
+      route('/api/audit-logs', {
+        POST: { scope: 'ingest', handle: (req, res) => this.ingestArgus(req, res, false) },
+        GET: { scope: 'read', handle: (_req, res, params) => this.listLogs(res, params) },
+      }),
+      route('/api/audit-logs/bulk', { POST: { scope: 'ingest', handle: (req, res) => this.ingestArgus(req, res, true) } }),
+      route('/api/audit-summary', { GET: { scope: 'read', handle: (_req, res) => this.summary(res) } }),
     ]);
+    this.byIdRoute = route('/api/audit-logs/{id}', { GET: { scope: 'read', handle: (_req, res, params) => this.getLog(res, params) } })[1];
     this.metrics = httpMetrics(context);
+    for (const reason of SIGNATURE_FAILURE_REASONS) this.metrics.signatureFailures.inc({ pipeline: context.pipeline, reason }, 0);
   }
 
   /** The bound address, e.g. for tests that listen on port 0. */
@@ -118,31 +154,53 @@ export class HttpSource implements Source {
     });
   }
 
+  /** The route for a path, with the `{id}` of `/api/audit-logs/{id}` when it is that one. */
+  private match(path: string): { route: Route; id?: string } | undefined {
+    const route = this.routes.get(path);
+    if (route) return { route };
+    const prefix = '/api/audit-logs/';
+    if (path.startsWith(prefix) && path.length > prefix.length && !path.slice(prefix.length).includes('/')) {
+      return { route: this.byIdRoute, id: path.slice(prefix.length) };
+    }
+    return undefined;
+  }
+
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
-    const path = (req.url ?? '/').split('?')[0]!;
+    const [path, search] = splitUrl(req.url ?? '/');
     const ops = this.context.has(OPS_TOKEN) ? this.context.resolve<OpsHandler>(OPS_TOKEN) : undefined;
-    const route = this.routes.get(path);
-    const template = route ? path : ops?.route(path) ?? (path === '/health' || path === '/version' ? path : 'unmatched');
+    const matched = this.match(path);
+    const template = matched ? matched.route.template : ops?.route(path) ?? (path === '/health' || path === '/version' ? path : 'unmatched');
     res.on('finish', () => {
       this.metrics.requests.inc({ pipeline: this.context.pipeline, route: template, status: String(res.statusCode) });
       this.metrics.duration.observe({ pipeline: this.context.pipeline, route: template }, (performance.now() - started) / 1000);
     });
     try {
+      this.cors.apply(req, res);
+      // Browsers send preflights without credentials: answer them before authentication.
+      if (this.cors.enabled && this.cors.isPreflight(req)) return this.cors.answerPreflight(req, res);
       if (ops && (await ops.handle(req, res, path))) return;
-      if (path === '/health') return sendJson(res, 200, { service: 'auditpipe', status: 'healthy' });
-      if (path === '/version') return sendJson(res, 200, { service: 'auditpipe', version: this.config.version });
-      if (!route) throw new HttpError(404, 'not found', `no route for ${path}`);
-      if (!route.methods.includes(req.method ?? '')) {
-        throw new HttpError(405, 'method not allowed', `${path} answers ${route.methods.join(', ')}`, { allow: route.methods.join(', ') });
+      if (path === '/health') return sendJson(res, 200, { service: this.config.service_name, status: 'healthy' });
+      if (path === '/version') {
+        return sendJson(res, 200, { version: this.config.version, buildTime: this.config.build_time, gitCommit: this.config.git_commit, service: this.config.service_name });
       }
-      const auth = this.auth.check(req.headers.authorization, route.scope);
+      if (!matched) throw new HttpError(404, 'not found', `no route for ${path}`);
+      const handler = matched.route.methods.get(req.method ?? '');
+      if (!handler) {
+        const allowed = [...matched.route.methods.keys()].join(', ');
+        throw new HttpError(405, 'method not allowed', `${matched.route.template} answers ${allowed}`, { allow: allowed });
+      }
+      const auth = this.auth.check(req.headers.authorization, handler.scope);
       if (!auth.ok) throw new HttpError(auth.status, auth.status === 401 ? 'unauthorized' : 'forbidden', auth.reason, auth.status === 401 ? { 'www-authenticate': 'Bearer' } : {});
-      if (!this.accepting || !this.pipeline?.ready()) {
+      if (!this.accepting || (handler.scope === 'ingest' && !this.pipeline?.ready())) {
         throw new HttpError(503, 'unavailable', 'auditpipe is starting or shutting down', { 'retry-after': '1' });
       }
-      await route.handle(req, res);
+      await handler.handle(req, res, { query: new URLSearchParams(search), id: matched.id });
     } catch (error) {
+      if (error instanceof ReadApiError) {
+        sendJson(res, error.status, { error: error.status === 404 ? 'not found' : 'invalid query', details: error.message });
+        return;
+      }
       if (error instanceof HttpError) {
         if (error.status === 413) res.setHeader('connection', 'close');
         sendJson(res, error.status, { error: error.message, details: error.details }, error.headers);
@@ -231,13 +289,18 @@ export class HttpSource implements Source {
         parsed.failed.push({ index: item.index, error: item.error });
         continue;
       }
+      let event: AuditEvent;
       try {
-        parsed.events.push({ index: item.index, event: this.toEvent(item.value) });
+        event = this.toEvent(item.value);
       } catch (error) {
         if (!(error instanceof InvalidEventError)) throw error;
         this.pipeline?.countRejected('invalid_event');
         parsed.failed.push({ index: item.index, error: error.message });
+        continue;
       }
+      const signature = this.checkSignature(item.value as JsonObject, event);
+      if (signature) parsed.failed.push({ index: item.index, error: signature });
+      else parsed.events.push({ index: item.index, event });
     }
     if (parsed.events.length === 0) {
       return sendJson(res, 400, { error: 'no valid event', details: parsed.failed[0]?.error ?? 'invalid', failed: parsed.failed });
@@ -270,13 +333,17 @@ export class HttpSource implements Source {
     const value = this.parseJson(await this.readBody(req));
     if (!bulk) {
       let event: AuditEvent;
+      let native: JsonObject;
       try {
-        event = this.toEvent(argusToNative(value, this.enums));
+        native = argusToNative(value, this.enums);
+        event = this.toEvent(native);
       } catch (error) {
         if (!(error instanceof ArgusValidationError || error instanceof InvalidEventError)) throw error;
         this.pipeline?.countRejected('invalid_event');
         throw new HttpError(400, 'validation failed', error.message);
       }
+      const signature = this.checkSignature(native, event);
+      if (signature) throw new HttpError(400, 'Invalid request payload', signature);
       const [outcome] = await this.submit([event]);
       if (outcome!.kind === 'nak') {
         return sendJson(res, 503, { error: 'not written', details: outcome!.reason }, { 'retry-after': String(Math.ceil(outcome!.delayMs / 1000)) });
@@ -289,21 +356,23 @@ export class HttpSource implements Source {
     if (!Array.isArray(value)) throw new HttpError(400, 'Invalid request body', 'bulk body must be a JSON array of audit log requests');
     if (value.length === 0) return sendJson(res, 201, { succeeded: [] });
     this.checkCount(value.length);
-    const partial = value.map(partialSignatureError).find(Boolean);
-    if (partial) {
-      this.pipeline?.countRejected('invalid_event');
-      throw new HttpError(400, 'validation failed', partial);
-    }
     const failed: Array<ItemFailure & { action: string }> = [];
     const accepted: Array<{ index: number; event: AuditEvent }> = [];
     value.forEach((item: unknown, index: number) => {
+      let native: JsonObject;
+      let event: AuditEvent;
       try {
-        accepted.push({ index, event: this.toEvent(argusToNative(item, this.enums)) });
+        native = argusToNative(item, this.enums);
+        event = this.toEvent(native);
       } catch (error) {
         if (!(error instanceof ArgusValidationError || error instanceof InvalidEventError)) throw error;
         this.pipeline?.countRejected('invalid_event');
         failed.push({ index, error: error.message, action: actionOf(item) });
+        return;
       }
+      const signature = this.checkSignature(native, event);
+      if (signature) failed.push({ index, error: signature, action: actionOf(item) });
+      else accepted.push({ index, event });
     });
     const succeeded: Array<Record<string, JsonValue>> = [];
     if (accepted.length > 0) {
@@ -321,6 +390,70 @@ export class HttpSource implements Source {
     failed.sort((a, b) => a.index - b.index);
     const result = failed.length > 0 ? { succeeded, failed } : { succeeded };
     sendJson(res, failed.length === 0 ? 201 : succeeded.length === 0 ? 400 : 207, result);
+  }
+
+  /**
+   * Verifies the client signature of one event under the configured mode; returns the error to
+   * give back, or undefined when the event may go on. `raw` is the event as the client sent it
+   * (native form), so a server-filled id or time can never make a signature pass or fail.
+   */
+  private checkSignature(raw: JsonObject, event: AuditEvent): string | undefined {
+    if (this.config.signatures === 'off' || !this.keys) return undefined;
+    const result: SignatureCheck = checkEventSignature(raw, this.keys, this.config.signatures, { actor: event.actorId, at: new Date(event.receivedAt) });
+    if (result.ok) return undefined;
+    this.countSignatureFailure(result.reason);
+    return `signature verification failed (${result.reason}): ${result.detail}`;
+  }
+
+  private countSignatureFailure(reason: SignatureFailureReason): void {
+    this.metrics.signatureFailures.inc({ pipeline: this.context.pipeline, reason });
+    this.pipeline?.countRejected('signature');
+  }
+
+  private store(): ArgusReadStore {
+    const token = chainStoreToken(this.context.pipeline);
+    if (!this.context.has(token)) {
+      throw new HttpError(501, 'not implemented', `pipeline ${this.context.pipeline} has no chain store to read from (add a postgres sink)`);
+    }
+    return this.context.resolve<ArgusReadStore>(token);
+  }
+
+  /** `GET /api/audit-logs`: argus's list, newest first, with its filters and the ones it lacked. */
+  private async listLogs(res: ServerResponse, params: RouteParams): Promise<void> {
+    const request = parseListQuery(params.query);
+    const answer = await this.readStore(() => listAuditLogs(this.store(), request));
+    sendJson(res, 200, answer);
+  }
+
+  /** `GET /api/audit-logs/{id}`: one record with its chain position. */
+  private async getLog(res: ServerResponse, params: RouteParams): Promise<void> {
+    let id: string;
+    try {
+      id = decodeURIComponent(params.id ?? '');
+    } catch {
+      throw new ReadApiError(400, 'the id in the path is not valid percent-encoding');
+    }
+    if (!id || id.length > MAX_ID_PARAM_CHARS) throw new ReadApiError(400, `id must be 1 to ${MAX_ID_PARAM_CHARS} characters`);
+    const record = await this.readStore(() => this.store().get(id));
+    if (!record) throw new ReadApiError(404, `no audit log with id ${JSON.stringify(id)}`);
+    sendJson(res, 200, recordWithPosition(record));
+  }
+
+  /** `GET /api/audit-summary`: today's activity (UTC), as argus answered it. */
+  private async summary(res: ServerResponse): Promise<void> {
+    sendJson(res, 200, await this.readStore(() => auditSummary(this.store())));
+  }
+
+  /** A store failure is a 503 (retry later); a bad cursor the store refused is the client's 400. */
+  private async readStore<T>(read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      if (error instanceof HttpError || error instanceof ReadApiError) throw error;
+      if (error instanceof RangeError) throw new ReadApiError(400, error.message);
+      this.context.logger.error({ err: error }, 'chain store read failed');
+      throw new HttpError(503, 'unavailable', 'the audit store cannot be read right now', { 'retry-after': '1' });
+    }
   }
 
   /** Emits the events and waits until the pipeline settled each of them. */
@@ -352,13 +485,25 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
+function splitUrl(url: string): [string, string] {
+  const index = url.indexOf('?');
+  return index < 0 ? [url, ''] : [url.slice(0, index), url.slice(index + 1)];
+}
+
+interface HttpMetrics {
+  readonly requests: promClient.Counter<'pipeline' | 'route' | 'status'>;
+  readonly duration: promClient.Histogram<'pipeline' | 'route'>;
+  readonly signatureFailures: promClient.Counter<'pipeline' | 'reason'>;
+}
+
 const HTTP_METRICS = Symbol.for('auditpipe.http.metrics');
 /** One set of HTTP metrics per registry, shared by every HTTP source in the process. */
-function httpMetrics(context: ComponentContext): HttpSource['metrics'] {
-  const registry = context.metrics as typeof context.metrics & { [HTTP_METRICS]?: HttpSource['metrics'] };
+function httpMetrics(context: ComponentContext): HttpMetrics {
+  const registry = context.metrics as typeof context.metrics & { [HTTP_METRICS]?: HttpMetrics };
   if (!registry[HTTP_METRICS]) {
     const { Counter, Histogram } = promClient;
     registry[HTTP_METRICS] = {
+      signatureFailures: new Counter({ name: 'auditpipe_signature_failures_total', help: 'Events whose client signature failed verification, by reason.', labelNames: ['pipeline', 'reason'], registers: [registry] }),
       requests: new Counter({ name: 'auditpipe_http_requests_total', help: 'HTTP requests by route template and status.', labelNames: ['pipeline', 'route', 'status'], registers: [registry] }),
       duration: new Histogram({ name: 'auditpipe_http_request_duration_seconds', help: 'HTTP request duration by route template.', labelNames: ['pipeline', 'route'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] }),
     };

@@ -193,8 +193,13 @@ describe('HTTP source', () => {
       assert.equal(empty.status, 201);
       assert.deepEqual(await empty.json(), { succeeded: [] });
 
-      const partialSignature = await post('/api/audit-logs/bulk', [argusItem(), argusItem({ publicKeyId: 'k1' })]);
-      assert.equal(partialSignature.status, 400);
+      // argus failed the whole request for one partially signed item; only that item fails here.
+      const partialSignature = await post('/api/audit-logs/bulk', [argusItem({ actorId: 'b4' }), argusItem({ publicKeyId: 'k1' })]);
+      assert.equal(partialSignature.status, 207);
+      const partialBody = await partialSignature.json();
+      assert.deepEqual(partialBody.failed.map((f: any) => f.index), [1]);
+      assert.match(partialBody.failed[0].error, /must be given together/);
+      assert.ok(lines().some((l) => l.actorId === 'b4'));
     });
   });
 });
