@@ -11,6 +11,7 @@ export const META_CONTENT_SHA256 = 'content-sha256';
 export const META_EVENT_COUNT = 'event-count';
 export const META_FIRST_EVENT_ID = 'first-event-id';
 export const META_LAST_EVENT_ID = 'last-event-id';
+export const META_CHECKPOINT_NUMBER = 'checkpoint-number';
 
 /** Longest event id stored as itself in metadata (URI-encoded); longer ones are stored as their SHA-256. */
 const MAX_META_ID_CHARS = 600;
@@ -110,10 +111,20 @@ export function encodeBatch(prefix: string, batch: Batch): BatchObject {
   };
 }
 
-/** The key of an anchored checkpoint: `{prefix}/{pipeline}/checkpoints/{stamp}-{sha256}.json`. */
-export function checkpointKey(prefix: string, pipeline: string, time: Date, contentSha256: string): string {
-  const { stamp } = timeParts(time);
-  return [normalisePrefix(prefix), keySegment(pipeline), 'checkpoints', `${stamp}-${contentSha256}.json`].filter(Boolean).join('/');
+/**
+ * The key of an anchored checkpoint: `{prefix}/{pipeline}/checkpoints/{number}-{stamp}-{sha256}.json`,
+ * the number zero-padded to 12 digits so keys list in checkpoint order; `sha256` is of the stored JSON.
+ */
+export function checkpointKey(prefix: string, pipeline: string, checkpoint: { readonly number: number; readonly time: string }, contentSha256: string): string {
+  const parsed = Date.parse(checkpoint.time);
+  const { stamp } = timeParts(Number.isNaN(parsed) ? new Date() : new Date(parsed));
+  const number = String(checkpoint.number).padStart(12, '0');
+  return [normalisePrefix(prefix), keySegment(pipeline), 'checkpoints', `${number}-${stamp}-${contentSha256}.json`].filter(Boolean).join('/');
+}
+
+/** The folder of a pipeline's anchored checkpoints (with a trailing slash). */
+export function checkpointFolder(prefix: string, pipeline: string): string {
+  return [normalisePrefix(prefix), keySegment(pipeline), 'checkpoints'].filter(Boolean).join('/') + '/';
 }
 
 export { sha256Hex };

@@ -6,7 +6,8 @@ import canonicalize from 'canonicalize';
 import { createHash } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
 import { PermanentError, type Batch, type ComponentContext, type Logger, type Sink } from '../../public/index.ts';
-import { checkpointKey, encodeBatch, META_CONTENT_SHA256, sha256Hex } from './object.ts';
+import { checkpointAnchorsToken, type CheckpointAnchor, type SignedCheckpoint } from '../../security/checkpoint.ts';
+import { checkpointKey, encodeBatch, META_CHECKPOINT_NUMBER, META_CONTENT_SHA256, sha256Hex } from './object.ts';
 
 export type LockMode = 'COMPLIANCE' | 'GOVERNANCE';
 
@@ -27,18 +28,6 @@ export interface S3SinkSettings {
   readonly dedup: 'if-none-match' | 'head-first';
   readonly connectTimeoutMs: number;
   readonly anchorTimeoutMs: number;
-}
-
-/** What the chain store hands an anchor: a signed checkpoint, any JSON object. */
-export type Checkpoint = Readonly<Record<string, unknown>>;
-
-/** The DI list the Postgres chain store reads when it writes a signed checkpoint. */
-export function checkpointAnchorsToken(pipeline: string): string {
-  return `auditpipe:checkpoint-anchors:${pipeline}`;
-}
-
-export interface CheckpointAnchor {
-  anchor(checkpoint: Checkpoint): Promise<void>;
 }
 
 interface ObjectToPut {
@@ -107,7 +96,7 @@ export class S3Sink implements Sink {
   /** Registers this sink as a checkpoint anchor of its pipeline (the chain store reads the list). */
   registerAnchor(): void {
     const token = checkpointAnchorsToken(this.context.pipeline);
-    const anchor: CheckpointAnchor = { anchor: (checkpoint) => this.anchor(checkpoint) };
+    const anchor: CheckpointAnchor = { name: `s3:${this.context.name}`, anchor: (checkpoint) => this.anchor(checkpoint) };
     if (this.context.has(token)) {
       const list = this.context.resolve<CheckpointAnchor[]>(token);
       if (Array.isArray(list)) {
@@ -195,24 +184,38 @@ export class S3Sink implements Sink {
     this.client.destroy();
   }
 
-  /** Writes one signed checkpoint as a locked JSON object (RFC 8785 canonical form). */
-  async anchor(checkpoint: Checkpoint): Promise<void> {
+  /**
+   * Writes one signed checkpoint as a locked JSON object (RFC 8785 canonical form) under
+   * `{prefix}/{pipeline}/checkpoints/`. A few quick attempts within `anchor_timeout_ms`; the
+   * chain store counts and logs a failure, and the next checkpoint is anchored again.
+   */
+  async anchor(checkpoint: SignedCheckpoint): Promise<void> {
     const text = canonicalize(checkpoint);
     if (text === undefined) throw new Error('checkpoint cannot be serialised as JSON');
     const body = Buffer.from(text, 'utf8');
     const contentSha256 = sha256Hex(body);
-    const key = checkpointKey(this.settings.prefix, this.context.pipeline, checkpointTime(checkpoint), contentSha256);
-    const result = await this.putOnce({
+    const key = checkpointKey(this.settings.prefix, this.context.pipeline, checkpoint, contentSha256);
+    const object: ObjectToPut = {
       key,
       body,
       contentType: 'application/json',
       contentSha256,
       bodySha256: createHash('sha256').update(body).digest('base64'),
       bodyMd5: createHash('md5').update(body).digest('base64'),
-      metadata: { [META_CONTENT_SHA256]: contentSha256 },
-    }, AbortSignal.timeout(this.settings.anchorTimeoutMs));
-    if (result === 'existed-different') throw new Error(`checkpoint object ${key} exists with other content`);
-    this.log.debug({ key }, 'checkpoint anchored in S3');
+      metadata: { [META_CONTENT_SHA256]: contentSha256, [META_CHECKPOINT_NUMBER]: String(checkpoint.number) },
+    };
+    const signal = AbortSignal.timeout(this.settings.anchorTimeoutMs);
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const result = await this.putOnce(object, signal);
+        if (result === 'existed-different') throw new PermanentError(`checkpoint object ${key} exists with other content`);
+        this.log.debug({ key, number: checkpoint.number }, 'checkpoint anchored in S3');
+        return;
+      } catch (error) {
+        if (error instanceof PermanentError || signal.aborted || attempt >= 3) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      }
+    }
   }
 
   /**
@@ -285,15 +288,6 @@ export class S3Sink implements Sink {
 
 function signalAborted(error: unknown): boolean {
   return nameOf(error) === 'AbortError' || nameOf(error) === 'TimeoutError';
-}
-
-/** When a checkpoint was made: its own time field when it has one, else now. */
-function checkpointTime(checkpoint: Checkpoint): Date {
-  for (const field of ['time', 'createdAt', 'created_at', 'timestamp']) {
-    const value = checkpoint[field];
-    if (typeof value === 'string' && !Number.isNaN(Date.parse(value))) return new Date(value);
-  }
-  return new Date();
 }
 
 export function clientConfig(settings: S3SinkSettings): S3ClientConfig {

@@ -7,7 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { toEvent, type Batch, type PipelineName } from '../../../src/public/index.ts';
 import { s3Settings, s3SinkSchema, type S3SinkConfig } from '../../../src/sinks/s3/index.ts';
-import { checkpointAnchorsToken, S3Sink, type CheckpointAnchor } from '../../../src/sinks/s3/sink.ts';
+import { S3Sink } from '../../../src/sinks/s3/sink.ts';
+import { checkpointAnchorsToken, FIRST_PREVIOUS, signCheckpoint, type CheckpointAnchor } from '../../../src/security/checkpoint.ts';
+import { compareAnchors, readAnchoredCheckpoints } from '../../../src/sinks/s3/anchors.ts';
+import { generateKeyPairSync } from 'node:crypto';
 import { validateSection } from '../../../src/core/config.ts';
 import { startEngine, type TestEngine } from '../../helpers/engine.ts';
 import { uniqueName } from '../../helpers/servers.ts';
@@ -224,7 +227,7 @@ describe('S3 Object Lock sink against the real S3 server', () => {
   });
 
   describe('checkpoint anchoring', () => {
-    it('provides an anchor that writes each checkpoint as a locked canonical JSON object, once', async () => {
+    it('provides an anchor that writes each signed checkpoint once as a locked object, and reads them back', async () => {
       const run = uniqueName('anchor');
       const context = componentContext('anchored');
       const { config } = validateSection<S3SinkConfig>(s3SinkSchema, (({ type: _type, ...rest }) => rest)(s3SinkConfig(bucket, { prefix: run })), 's3');
@@ -234,17 +237,37 @@ describe('S3 Object Lock sink against the real S3 server', () => {
       try {
         const anchors = context.services.get(checkpointAnchorsToken('anchored')) as CheckpointAnchor[];
         assert.equal(anchors.length, 1);
-        const checkpoint = { origin: 'auditpipe/anchored', number: 1, time: '2026-11-22T14:00:00.000Z', root: 'a'.repeat(64), previous: '0'.repeat(64), signature: 'c2ln' };
-        await anchors[0]!.anchor(checkpoint);
-        await anchors[0]!.anchor(checkpoint);
+        const keys = generateKeyPairSync('ed25519');
+        const sign = (number: number, root: string) => signCheckpoint({ origin: 'auditpipe/anchored', number, time: '2026-11-22T14:00:00.000Z', actors: 1, events: number, root, previous: FIRST_PREVIOUS }, keys.privateKey, 'k1');
+        const first = sign(1, 'a'.repeat(64));
+        const second = sign(2, 'b'.repeat(64));
+        await anchors[0]!.anchor(first);
+        await anchors[0]!.anchor(first);
+        await anchors[0]!.anchor(second);
+
         const { versions } = await listVersions(client, bucket, `${run}/anchored/checkpoints/`);
-        assert.equal(versions.length, 1);
-        assert.match(versions[0]!.key, /checkpoints\/20261122T140000\.000Z-[0-9a-f]{64}\.json$/);
+        assert.equal(versions.length, 2, 'one object per checkpoint, even when anchored twice');
+        assert.match(versions[0]!.key, /checkpoints\/000000000001-20261122T140000\.000Z-[0-9a-f]{64}\.json$/);
         const { body } = await readObject(client, bucket, versions[0]!.key);
-        assert.deepEqual(JSON.parse(body.toString('utf8')), checkpoint);
+        assert.deepEqual(JSON.parse(body.toString('utf8')), first);
         assert.equal((await headMetadata(client, bucket, versions[0]!.key))['content-sha256'], createHash('sha256').update(body).digest('hex'));
         const retention = await client.send(new GetObjectRetentionCommand({ Bucket: bucket, Key: versions[0]!.key }));
         assert.equal(retention.Retention?.Mode, 'COMPLIANCE');
+
+        const source = { client, bucket, prefix: run, pipeline: 'anchored' };
+        const read = await readAnchoredCheckpoints(source);
+        assert.deepEqual(read.findings, []);
+        assert.deepEqual(read.checkpoints.map((c) => [c.number, c.hash]), [[1, first.hash], [2, second.hash]]);
+        const trusted = { publicKey: keys.publicKey, keyId: 'k1' };
+        assert.deepEqual(compareAnchors(read.checkpoints, [first, second], trusted), []);
+        // A store whose checkpoint 2 was rewritten (and re-signed) no longer matches its anchor.
+        assert.deepEqual(compareAnchors(read.checkpoints, [first, sign(2, 'c'.repeat(64))], trusted).map((f) => f.kind), ['anchor-mismatch']);
+
+        // Writing over an anchored checkpoint leaves the locked version and is reported.
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: versions[1]!.key, Body: 'forged' }));
+        const tampered = await readAnchoredCheckpoints(source);
+        assert.deepEqual(tampered.findings.map((f) => f.kind).sort(), ['anchor-malformed', 'anchor-overwritten']);
+        assert.deepEqual(tampered.checkpoints.map((c) => c.number), [1, 2], 'the locked originals still read back');
       } finally {
         await sink.close();
       }

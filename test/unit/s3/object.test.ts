@@ -73,9 +73,10 @@ describe('s3 object body and metadata', () => {
 });
 
 describe('s3 checkpoint key', () => {
-  it('is {prefix}/{pipeline}/checkpoints/{stamp}-{sha256}.json', () => {
+  it('is {prefix}/{pipeline}/checkpoints/{number, 12 digits}-{stamp}-{sha256}.json, so keys list in checkpoint order', () => {
     const hash = 'ab'.repeat(32);
-    assert.equal(checkpointKey('audit', 'main', new Date('2026-11-22T14:00:00.000Z'), hash), `audit/main/checkpoints/20261122T140000.000Z-${hash}.json`);
+    assert.equal(checkpointKey('audit', 'main', { number: 42, time: '2026-11-22T14:00:00.000Z' }, hash), `audit/main/checkpoints/000000000042-20261122T140000.000Z-${hash}.json`);
+    assert.ok(checkpointKey('a', 'm', { number: 9, time: '2026-11-22T14:00:00.000Z' }, hash) < checkpointKey('a', 'm', { number: 10, time: '2026-11-22T13:00:00.000Z' }, hash));
   });
 });
 
