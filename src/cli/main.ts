@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { createEngine, loadApp } from '../core/app.ts';
 import { ConfigError } from '../core/config.ts';
 import { createLogger } from '../core/logger.ts';
+import { keygenCommand } from './keygen.ts';
+import { verifyCommand } from './verify.ts';
 import { VERSION } from '../version.ts';
 
 const HELP = `auditpipe ${VERSION}: tamper-evident audit-log pipelines
@@ -11,6 +13,12 @@ Usage:
   auditpipe run [--config FILE] [--plugins FILE]   start the configured pipelines
   auditpipe validate [--config FILE] [--plugins FILE]
                                                     check a config; exit 0 when valid
+  auditpipe verify [--config FILE] [--pipeline NAME] [--actor A] [--public-key FILE] [--json]
+                                                    check the hash chains and signed checkpoints
+                                                    offline; exit 0 intact, 1 findings, 2 usage
+                                                    (also --database-url URL or --data-dir DIR;
+                                                    auditpipe verify --help for details)
+  auditpipe keygen --out FILE                       write an Ed25519 checkpoint key pair
   auditpipe version                                 print the version
   auditpipe --help                                  this text
 
@@ -19,6 +27,9 @@ AUDITPIPE_DATA_DIR, AUDITPIPE_LOG_LEVEL, AUDITPIPE_HTTP_TOKENS, and any \${VAR} 
 `;
 
 async function main(argv: string[]): Promise<number> {
+  // These two take options of their own.
+  if (argv[0] === 'verify') return verifyCommand(argv.slice(1));
+  if (argv[0] === 'keygen') return keygenCommand(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

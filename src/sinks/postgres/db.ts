@@ -42,6 +42,8 @@ export interface PostgresOptions {
   readonly url: string;
   readonly poolSize: number;
   readonly statementTimeoutMs: number;
+  /** Every transaction read-only (the verifier). */
+  readonly readOnly?: boolean;
   readonly onError?: (error: Error) => void;
 }
 
@@ -53,6 +55,7 @@ export function openPostgres(options: PostgresOptions): ChainDb {
     idle_in_transaction_session_timeout: options.statementTimeoutMs,
     connectionTimeoutMillis: 10_000,
     application_name: 'auditpipe',
+    ...(options.readOnly ? { options: '-c default_transaction_read_only=on' } : {}),
   });
   let healthy = true;
   // An idle client losing its server must not crash the process; the next statement reconnects.

@@ -75,6 +75,12 @@ export class ChainStore implements ChainStoreReader, VerifySource {
     if (encoding !== 'UTF8') throw new Error(`database encoding is ${encoding}; the chain store needs UTF8 so the hashed bytes are stored exactly`);
   }
 
+  /** Throws a clear error when the schema holds no chain store (the verifier never creates one). */
+  async checkTables(): Promise<void> {
+    const result = await this.db.read((db) => sql<{ t: string | null }>`SELECT to_regclass(${`"${this.schema}".chain_events`})::text AS t`.execute(db));
+    if (!result.rows[0]?.t) throw new Error(`no chain store in schema ${this.schema} (table ${this.schema}.chain_events does not exist)`);
+  }
+
   /**
    * Appends a batch. Redelivered ids keep their original position. A row the database refuses
    * is isolated by splitting the batch (the parts commit separately) and comes back in

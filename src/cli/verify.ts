@@ -1,0 +1,178 @@
+/**
+ * `auditpipe verify`: checks a chain store offline and read-only. Exit 0 intact, 1 findings,
+ * 2 usage or access error (bad arguments, store unreachable, no store there).
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadApp } from '../core/app.ts';
+import { ConfigError } from '../core/config.ts';
+import { KeyError, loadPrivateKeyEnv, loadPublicKeyFile } from '../security/keys.ts';
+import { verifyStore, type VerifyReport } from '../security/verify.ts';
+import { openEmbedded, openPostgres, type ChainDb } from '../sinks/postgres/db.ts';
+import { SCHEMA_NAME } from '../sinks/postgres/migrations.ts';
+import { embeddedPath, generatedKeyPath, type PostgresSinkConfig } from '../sinks/postgres/sink.ts';
+import { ChainStore } from '../sinks/postgres/store.ts';
+
+export const VERIFY_HELP = `Usage: auditpipe verify [--config FILE] [--pipeline NAME] [--actor ACTOR] [--public-key FILE] [--json]
+       auditpipe verify --database-url URL [--schema NAME] --public-key FILE [--actor ACTOR] [--json]
+       auditpipe verify --data-dir DIR [--pipeline NAME] [--public-key FILE] [--actor ACTOR] [--json]
+
+Recomputes every hash chain (or one --actor) from the stored bytes and checks sequences, links,
+head rows, and the signed checkpoints (signature, their chain, Merkle root, every attested head).
+Read-only. Exit 0: intact; 1: findings; 2: usage or access error.
+
+  --config FILE       the auditpipe config naming the store (default config/auditpipe.yml)
+  --pipeline NAME     which pipeline's postgres sink (needed when several have one)
+  --database-url URL  a PostgreSQL store directly (or AUDITPIPE_VERIFY_DATABASE_URL)
+  --schema NAME       its schema (default auditpipe)
+  --data-dir DIR      an embedded store: the auditpipe data dir, or the store directory itself
+  --public-key FILE   the trusted checkpoint public key (default: the configured key's .pub)
+  --actor ACTOR       verify only this actor's chain
+  --json              print the report as JSON
+`;
+
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+interface Target {
+  readonly open: () => Promise<ChainDb>;
+  readonly schema: string;
+  readonly publicKeyFile?: string;
+  readonly publicKeyEnv?: string;
+}
+
+function sinkTargets(options: PostgresSinkConfig, dataDir: string, configDir: string, pipeline: string): Target {
+  const publicKeyFile = options.checkpoint_key_file
+    ? [`${path.resolve(configDir, options.checkpoint_key_file)}.pub`, path.resolve(configDir, options.checkpoint_key_file)].find((f) => existsSync(f))
+    : options.checkpoint_key_generate && existsSync(`${generatedKeyPath(dataDir, pipeline)}.pub`) ? `${generatedKeyPath(dataDir, pipeline)}.pub` : undefined;
+  return {
+    schema: options.schema,
+    ...(publicKeyFile ? { publicKeyFile } : {}),
+    ...(!options.checkpoint_key_file && options.checkpoint_key_env ? { publicKeyEnv: options.checkpoint_key_env } : {}),
+    open: options.url
+      ? async () => openPostgres({ url: options.url, poolSize: 2, statementTimeoutMs: 600_000, readOnly: true })
+      : () => openEmbedded(embeddedPath(options, dataDir, configDir, pipeline), 'auditpipe verify'),
+  };
+}
+
+async function resolveTarget(values: Record<string, string | boolean | undefined>): Promise<Target> {
+  const schema = (values.schema as string | undefined) ?? 'auditpipe';
+  if (!SCHEMA_NAME.test(schema)) throw new UsageError(`--schema must match ${SCHEMA_NAME}`);
+  const url = (values['database-url'] as string | undefined) ?? process.env.AUDITPIPE_VERIFY_DATABASE_URL;
+  if (url) {
+    return { schema, open: async () => openPostgres({ url, poolSize: 2, statementTimeoutMs: 600_000, readOnly: true }) };
+  }
+  const dataDir = values['data-dir'] as string | undefined;
+  if (dataDir) {
+    const pipeline = (values.pipeline as string | undefined) ?? 'default';
+    const direct = existsSync(path.join(dataDir, 'PG_VERSION'));
+    const dir = direct ? path.resolve(dataDir) : path.resolve(dataDir, 'chain', pipeline);
+    if (!existsSync(path.join(dir, 'PG_VERSION'))) throw new UsageError(`no embedded store in ${dir}`);
+    const keyFile = `${generatedKeyPath(path.resolve(direct ? path.dirname(path.dirname(dir)) : dataDir), pipeline)}.pub`;
+    return { schema, open: () => openEmbedded(dir, 'auditpipe verify'), ...(existsSync(keyFile) ? { publicKeyFile: keyFile } : {}) };
+  }
+  const configFile = (values.config as string | undefined) ?? 'config/auditpipe.yml';
+  const { config } = await loadApp({ configFile, ...(values.plugins ? { pluginsFile: values.plugins as string } : {}) });
+  const candidates = config.pipelines.flatMap((pipeline) => [...pipeline.sinks, ...(pipeline.deadLetter ? [pipeline.deadLetter] : [])]
+    .filter((sink) => sink.type === 'postgres')
+    .map((sink) => ({ pipeline: pipeline.name as string, sink })));
+  const wanted = values.pipeline as string | undefined;
+  const matching = wanted ? candidates.filter((c) => c.pipeline === wanted) : candidates;
+  if (matching.length === 0) {
+    throw new UsageError(`${configFile}: ${wanted ? `pipeline "${wanted}" has no postgres sink` : 'no pipeline has a postgres sink'}`);
+  }
+  if (matching.length > 1) {
+    throw new UsageError(`${configFile}: several postgres sinks (${matching.map((c) => `${c.pipeline}/${c.sink.name}`).join(', ')}); choose one with --pipeline`);
+  }
+  const { pipeline, sink } = matching[0]!;
+  return sinkTargets(sink.options as unknown as PostgresSinkConfig, config.dataDir, config.dir, pipeline);
+}
+
+function loadTrustedKey(values: Record<string, string | boolean | undefined>, target: Target) {
+  const file = (values['public-key'] as string | undefined) ?? target.publicKeyFile;
+  if (file) return loadPublicKeyFile(file);
+  if (target.publicKeyEnv) {
+    const key = loadPrivateKeyEnv(target.publicKeyEnv);
+    if (key) return { publicKey: key.publicKey, keyId: key.keyId };
+  }
+  return undefined;
+}
+
+export function formatReport(report: VerifyReport, where: string): string {
+  const lines = [`auditpipe verify: ${where}`];
+  lines.push(`  chains: ${report.actors} actors, ${report.events} events`);
+  lines.push(report.lastCheckpoint
+    ? `  checkpoints: ${report.checkpoints}, last #${report.lastCheckpoint.number} at ${report.lastCheckpoint.time} attesting ${report.lastCheckpoint.events} events; ${report.uncoveredEvents} events written since`
+    : `  checkpoints: none`);
+  lines.push(`  signatures: ${report.publicKeyId ? `checked against key ${report.publicKeyId}` : 'NOT checked (no public key)'}`);
+  lines.push(report.ok
+    ? `  result: INTACT (${report.elapsedMs} ms)`
+    : `  result: ${report.findingsTotal} finding${report.findingsTotal === 1 ? '' : 's'} (${report.elapsedMs} ms)`);
+  for (const finding of report.findings) {
+    const where = finding.actor !== null
+      ? `actor ${JSON.stringify(finding.actor)} sequence ${finding.sequence}`
+      : `checkpoint ${finding.checkpoint ?? '-'}`;
+    lines.push(`  - ${finding.kind}: ${where}: ${finding.detail}`);
+  }
+  if (report.findings.length < report.findingsTotal) lines.push(`  ... and ${report.findingsTotal - report.findings.length} more`);
+  return `${lines.join('\n')}\n`;
+}
+
+export async function verifyCommand(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      allowPositionals: false,
+      options: {
+        config: { type: 'string', short: 'c' },
+        plugins: { type: 'string' },
+        pipeline: { type: 'string' },
+        actor: { type: 'string' },
+        'public-key': { type: 'string' },
+        'database-url': { type: 'string' },
+        'data-dir': { type: 'string' },
+        schema: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    process.stderr.write(`auditpipe verify: ${(error as Error).message}\n\n${VERIFY_HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(VERIFY_HELP);
+    return 0;
+  }
+  let db: ChainDb | undefined;
+  try {
+    const target = await resolveTarget(values);
+    const trusted = loadTrustedKey(values, target);
+    db = await target.open();
+    const where = `${db.embedded ? 'embedded store' : 'PostgreSQL'} ${db.where} schema ${target.schema}`;
+    const store = new ChainStore(db, target.schema);
+    await store.checkTables();
+    const report = await verifyStore(store, {
+      ...(values.actor !== undefined ? { actor: values.actor as string } : {}),
+      ...(trusted ? { publicKey: trusted } : {}),
+    });
+    process.stdout.write(values.json ? `${JSON.stringify({ store: where, ...report }, null, 2)}\n` : formatReport(report, where));
+    return report.ok ? 0 : 1;
+  } catch (error) {
+    const message = error instanceof ConfigError
+      ? `invalid configuration:\n${error.problems.map((p) => `  - ${p}`).join('\n')}`
+      : error instanceof UsageError || error instanceof KeyError ? error.message : `cannot verify: ${redact((error as Error).message)}`;
+    process.stderr.write(`auditpipe verify: ${message}\n`);
+    return 2;
+  } finally {
+    await db?.close().catch(() => undefined);
+  }
+}
+
+/** Connection errors may echo the URL; never print its password. */
+function redact(message: string): string {
+  return message.replace(/(postgres(?:ql)?:\/\/)[^@\s]*@/gi, '$1***@');
+}
