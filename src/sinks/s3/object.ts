@@ -41,11 +41,15 @@ function sha256Hex(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/** When the batch happened, for the key's date path: the first event's time, in UTC. */
+/** When the batch happened, for the key's date path: its earliest event time (UTC), whatever the order. */
 function batchTime(events: readonly AuditEvent[]): Date {
-  const first = events[0]!;
-  const parsed = Date.parse(first.time);
-  return new Date(Number.isNaN(parsed) ? Date.parse(first.receivedAt) : parsed);
+  let earliest = Number.POSITIVE_INFINITY;
+  for (const event of events) {
+    const parsed = Date.parse(event.time);
+    const time = Number.isNaN(parsed) ? Date.parse(event.receivedAt) : parsed;
+    if (time < earliest) earliest = time;
+  }
+  return new Date(earliest);
 }
 
 /** `{yyyy}/{mm}/{dd}/{hh}` and a file-name-safe `yyyymmddThhmmss.sssZ` of one instant. */
@@ -57,10 +61,10 @@ function timeParts(time: Date): { path: string; stamp: string } {
 }
 
 /**
- * The object key of a batch, a function of its events only: the same events give the same key,
- * however often the batch is retried. `{prefix}/{pipeline}/{yyyy}/{mm}/{dd}/{hh}/{stamp}-{ids}.ndjson.gz`
- * with the date and stamp of the first event's time and `ids` the SHA-256 (first 32 hex digits)
- * of the sorted event ids.
+ * The object key of a batch, a function of its set of events only: the same events give the
+ * same key, in any order, however often the batch is retried.
+ * `{prefix}/{pipeline}/{yyyy}/{mm}/{dd}/{hh}/{stamp}-{ids}.ndjson.gz` with the date and stamp of
+ * the earliest event time and `ids` the SHA-256 (first 32 hex digits) of the sorted event ids.
  */
 export function batchKey(prefix: string, pipeline: string, events: readonly AuditEvent[]): string {
   if (events.length === 0) throw new Error('an empty batch has no object key');

@@ -20,14 +20,14 @@ const batchOf = (...events: ReturnType<typeof event>[]): Batch => ({
 });
 
 describe('s3 object key', () => {
-  it('is {prefix}/{pipeline}/{yyyy}/{mm}/{dd}/{hh}/{stamp}-{ids}.ndjson.gz from the first event time (UTC)', () => {
-    const key = batchKey('audit/', 'main', [event('a', '2026-11-22T15:03:12.345+01:00'), event('b')]);
+  it('is {prefix}/{pipeline}/{yyyy}/{mm}/{dd}/{hh}/{stamp}-{ids}.ndjson.gz from the earliest event time (UTC)', () => {
+    const key = batchKey('audit/', 'main', [event('b', '2026-11-22T15:10:00.000Z'), event('a', '2026-11-22T15:03:12.345+01:00'), event('c')]);
     assert.match(key, /^audit\/main\/2026\/11\/22\/14\/20261122T140312\.345Z-[0-9a-f]{32}\.ndjson\.gz$/);
   });
 
-  it('depends only on the set of event ids and the first event time, so a retried batch maps to the same key', () => {
-    const first = batchKey('p', 'main', [event('a'), event('b'), event('c')]);
-    assert.equal(batchKey('p', 'main', [event('a'), event('c'), event('b')]), first);
+  it('depends only on the set of events, not their order, so a retried batch maps to the same key', () => {
+    const first = batchKey('p', 'main', [event('a'), event('b', '2026-11-22T14:03:13.000Z'), event('c')]);
+    assert.equal(batchKey('p', 'main', [event('b', '2026-11-22T14:03:13.000Z'), event('c'), event('a')]), first);
     assert.notEqual(batchKey('p', 'main', [event('a'), event('b')]), first);
     assert.notEqual(batchKey('p', 'main', [event('a'), event('b'), event('d')]), first);
   });
