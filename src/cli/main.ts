@@ -4,6 +4,7 @@ import { createEngine, loadApp } from '../core/app.ts';
 import { ConfigError } from '../core/config.ts';
 import { createLogger } from '../core/logger.ts';
 import { keygenCommand } from './keygen.ts';
+import { createPresetEngine, loadPreset } from './preset.ts';
 import { verifyCommand } from './verify.ts';
 import { VERSION } from '../version.ts';
 
@@ -18,6 +19,8 @@ Usage:
                                                     offline; exit 0 intact, 1 findings, 2 usage
                                                     (also --database-url URL or --data-dir DIR;
                                                     auditpipe verify --help for details)
+  auditpipe run --preset argus [--plugins FILE]     serve the argus API from an argus deployment's
+                                                    environment (docs/argus.md); also validate
   auditpipe keygen --out FILE                       write an Ed25519 checkpoint key pair
   auditpipe version                                 print the version
   auditpipe --help                                  this text
@@ -36,6 +39,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       config: { type: 'string', short: 'c', default: 'config/auditpipe.yml' },
       plugins: { type: 'string' },
+      preset: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -49,20 +53,20 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${VERSION}\n`);
       return 0;
     case 'validate': {
-      const { config, plugins } = await loadApp(load);
+      const { config, plugins } = values.preset ? await loadPreset(values.preset, values.plugins) : await loadApp(load);
       process.stdout.write(`${config.file}: valid (${config.pipelines.length} pipeline${config.pipelines.length === 1 ? '' : 's'}: ${config.pipelines.map((p) => p.name).join(', ')}${plugins.length ? `; plugins: ${plugins.join(', ')}` : ''})\n`);
       return 0;
     }
     case 'run':
-      return run(load);
+      return run(() => (values.preset ? createPresetEngine(values.preset, values.plugins) : createEngine(load)));
     default:
       process.stderr.write(`unknown command "${command}"\n\n${HELP}`);
       return 2;
   }
 }
 
-async function run(load: { configFile: string; pluginsFile?: string }): Promise<number> {
-  const engine = await createEngine(load);
+async function run(makeEngine: () => ReturnType<typeof createEngine>): Promise<number> {
+  const engine = await makeEngine();
   await engine.start();
   return new Promise<number>((resolve) => {
     let signals = 0;

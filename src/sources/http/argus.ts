@@ -176,13 +176,14 @@ export function argusRecord(
   if (receipt?.previousHash !== undefined) record.previousHash = receipt.previousHash;
   if (receipt?.hash !== undefined) record.currentHash = receipt.hash;
   if (receipt?.sequence !== undefined) record.sequence = receipt.sequence;
-  record.createdAt = event.receivedAt;
+  record.createdAt = toUtc(event.receivedAt);
   return record;
 }
 
 function toUtc(time: string): string {
   const fraction = /\.(\d+)/.exec(time)?.[1];
   const iso = new Date(time).toISOString();
-  // Keep sub-millisecond digits the client sent, as argus's RFC3339Nano does.
-  return fraction && fraction.length > 3 ? iso.replace(/\.\d{3}Z$/, `.${fraction}Z`) : iso;
+  // Go's RFC3339Nano, as argus wrote it: the client's sub-millisecond digits kept, trailing zeros dropped.
+  const digits = (fraction && fraction.length > 3 ? fraction : iso.slice(20, 23)).replace(/0+$/, '');
+  return `${iso.slice(0, 19)}${digits ? `.${digits}` : ''}Z`;
 }
