@@ -137,7 +137,7 @@ async function auditpipe(nc: NatsConnection, tag: string): Promise<{ rate: numbe
   return { rate: EVENTS / seconds, eventBytes };
 }
 
-const nc = await connect({ servers: NATS_URL, token: TOKEN });
+const nc = await connect({ servers: NATS_URL, token: TOKEN, noAsyncTraces: true });
 const tag = Date.now().toString(36);
 const bare = await bareConsume(nc, tag);
 const post = await barePost(tag);

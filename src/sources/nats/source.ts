@@ -188,6 +188,8 @@ export class NatsSource implements Source {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 1_000,
       waitOnFirstConnect: false,
+      // Async stack traces for every request cost more CPU than the pull loop itself at high rates.
+      noAsyncTraces: true,
     };
     if (config.token) options.token = config.token;
     if (config.user) {
