@@ -113,7 +113,15 @@ describe('Kafka sink against the real broker', () => {
       await sink.start();
       try {
         const batch = batchOf(Array.from({ length: 40 }, (_, i) => ({ id: `r-${i}`, actorId: `a${i % 4}` })));
-        await sink.write(batch, new AbortController().signal);
+        // An attempt the pipeline aborted before its send began sends nothing ...
+        const timedOut = new AbortController();
+        const aborted = sink.write(batch, timedOut.signal);
+        timedOut.abort(new Error('write timed out'));
+        await assert.rejects(aborted, /timed out/);
+        assert.equal(await recordCount(kafka, topic), 0);
+        // ... a retry while an earlier attempt is still sending joins it instead of sending again ...
+        await Promise.all([sink.write(batch, new AbortController().signal), sink.write(batch, new AbortController().signal)]);
+        // ... and a retry after it succeeded sends nothing.
         await sink.write(batch, new AbortController().signal);
         assert.equal(await recordCount(kafka, topic), 40);
       } finally {
