@@ -101,7 +101,7 @@ export function argusPresetConfig(env: NodeJS.ProcessEnv, cwd: string = process.
     tokens,
     auth_required: true,
     request_timeout_ms: 15_000,
-    argus: { enums_file: enumsFile },
+    argus: { enums_file: enumsFile, metrics: true },
     service_name: 'argus',
     build_time: text(env, 'ARGUS_BUILD_TIME', 'unknown'),
     git_commit: text(env, 'ARGUS_GIT_COMMIT', 'unknown'),

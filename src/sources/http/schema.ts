@@ -10,7 +10,7 @@ export interface HttpSourceConfig {
   max_body_bytes: number;
   max_events_per_request: number;
   request_timeout_ms: number;
-  argus: { enums_file: string };
+  argus: { enums_file: string; metrics: boolean };
   version: string;
   /** Name `/health` and `/version` report (`argus` under the argus preset). */
   service_name: string;
@@ -42,6 +42,7 @@ export const httpSourceSchema = {
   request_timeout_ms: { doc: 'Time allowed to receive a whole request.', format: 'positive-int', default: 30_000 },
   argus: {
     enums_file: { doc: 'argus enums.yaml; each list in it replaces the default list.', format: String, default: '', env: 'AUDIT_ENUMS_CONFIG' },
+    metrics: { doc: 'Also export argus\'s metric names (argus_logs_ingested_total, ...) for existing dashboards.', format: Boolean, default: false },
   },
   version: { doc: 'Version reported by /version.', format: String, default: '0.1.0' },
   service_name: { doc: 'Service name /health and /version report.', format: String, default: 'auditpipe' },

@@ -74,6 +74,7 @@ export class HttpSource implements Source {
   private readonly cors: CorsPolicy;
   private readonly keys: KeyRegistry | undefined;
   private readonly metrics: HttpMetrics;
+  private readonly argusMetrics: ArgusMetrics | undefined;
   private server: Server | undefined;
   private pipeline: SourceContext | undefined;
   private accepting = false;
@@ -101,6 +102,7 @@ export class HttpSource implements Source {
     ]);
     this.byIdRoute = route('/api/audit-logs/{id}', { GET: { scope: 'read', handle: (_req, res, params) => this.getLog(res, params) } })[1];
     this.metrics = httpMetrics(context);
+    this.argusMetrics = config.argus.metrics ? argusMetrics(context) : undefined;
     for (const reason of SIGNATURE_FAILURE_REASONS) this.metrics.signatureFailures.inc({ pipeline: context.pipeline, reason }, 0);
   }
 
@@ -172,8 +174,12 @@ export class HttpSource implements Source {
     const matched = this.match(path);
     const template = matched ? matched.route.template : ops?.route(path) ?? (path === '/health' || path === '/version' ? path : 'unmatched');
     res.on('finish', () => {
+      const seconds = (performance.now() - started) / 1000;
       this.metrics.requests.inc({ pipeline: this.context.pipeline, route: template, status: String(res.statusCode) });
-      this.metrics.duration.observe({ pipeline: this.context.pipeline, route: template }, (performance.now() - started) / 1000);
+      this.metrics.duration.observe({ pipeline: this.context.pipeline, route: template }, seconds);
+      // argus labelled by raw path (unbounded); the route template keeps the label set bounded.
+      this.argusMetrics?.requests.inc({ path: template, method: methodLabel(req.method), status: String(res.statusCode) });
+      this.argusMetrics?.duration.observe({ path: template, method: methodLabel(req.method) }, seconds);
     });
     try {
       this.cors.apply(req, res);
@@ -349,6 +355,7 @@ export class HttpSource implements Source {
         return sendJson(res, 503, { error: 'not written', details: outcome!.reason }, { 'retry-after': String(Math.ceil(outcome!.delayMs / 1000)) });
       }
       if (outcome!.kind === 'term') return sendJson(res, 400, { error: 'rejected', details: outcome!.reason });
+      this.argusMetrics?.ingested.inc();
       return sendJson(res, 201, argusRecord(event, outcome!.receipt));
     }
 
@@ -388,6 +395,7 @@ export class HttpSource implements Source {
       });
     }
     failed.sort((a, b) => a.index - b.index);
+    if (succeeded.length > 0) this.argusMetrics?.ingested.inc(succeeded.length);
     const result = failed.length > 0 ? { succeeded, failed } : { succeeded };
     sendJson(res, failed.length === 0 ? 201 : succeeded.length === 0 ? 400 : 207, result);
   }
@@ -407,6 +415,7 @@ export class HttpSource implements Source {
 
   private countSignatureFailure(reason: SignatureFailureReason): void {
     this.metrics.signatureFailures.inc({ pipeline: this.context.pipeline, reason });
+    this.argusMetrics?.signatureErrors.inc();
     this.pipeline?.countRejected('signature');
   }
 
@@ -494,6 +503,33 @@ interface HttpMetrics {
   readonly requests: promClient.Counter<'pipeline' | 'route' | 'status'>;
   readonly duration: promClient.Histogram<'pipeline' | 'route'>;
   readonly signatureFailures: promClient.Counter<'pipeline' | 'reason'>;
+}
+
+const METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD']);
+const methodLabel = (method: string | undefined) => (method && METHODS.has(method) ? method : 'other');
+
+interface ArgusMetrics {
+  readonly ingested: promClient.Counter;
+  readonly signatureErrors: promClient.Counter;
+  readonly requests: promClient.Counter<'path' | 'method' | 'status'>;
+  readonly duration: promClient.Histogram<'path' | 'method'>;
+}
+
+const ARGUS_METRICS = Symbol.for('auditpipe.http.argus-metrics');
+/** argus's four metric names, so its dashboards and alerts keep working (argus.metrics: true). */
+function argusMetrics(context: ComponentContext): ArgusMetrics {
+  const registry = context.metrics as typeof context.metrics & { [ARGUS_METRICS]?: ArgusMetrics };
+  if (!registry[ARGUS_METRICS]) {
+    const { Counter, Histogram } = promClient;
+    const registers = [registry];
+    registry[ARGUS_METRICS] = {
+      ingested: new Counter({ name: 'argus_logs_ingested_total', help: 'argus compatibility: audit logs stored (acknowledged by every required sink).', registers }),
+      signatureErrors: new Counter({ name: 'argus_signature_verification_errors_total', help: 'argus compatibility: events whose signature failed verification.', registers }),
+      requests: new Counter({ name: 'argus_http_requests_total', help: 'argus compatibility: HTTP requests by route template, method and status.', labelNames: ['path', 'method', 'status'], registers }),
+      duration: new Histogram({ name: 'argus_http_request_duration_seconds', help: 'argus compatibility: HTTP request duration by route template and method.', labelNames: ['path', 'method'], registers }),
+    };
+  }
+  return registry[ARGUS_METRICS]!;
 }
 
 const HTTP_METRICS = Symbol.for('auditpipe.http.metrics');

@@ -222,6 +222,17 @@ describe('argus API on PostgreSQL (argus preset)', () => {
     assert.equal((await call('/api/audit-logs', { key: 'wrong' })).status, 401);
   });
 
+  it("exports argus's metric names with bounded labels, 401s counted too", async () => {
+    await call('/api/audit-logs', { key: 'wrong' });
+    const text = await (await fetch(t.url('argus') + '/metrics')).text();
+    const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? NaN);
+    assert.ok(value(/^argus_logs_ingested_total (\d+)/m) >= 35);
+    assert.ok(value(/^argus_http_requests_total\{path="\/api\/audit-logs",method="GET",status="401"\} (\d+)/m) >= 1);
+    assert.match(text, /^argus_http_requests_total\{path="\/api\/audit-logs\/\{id\}",method="GET",status="404"\} 1$/m);
+    assert.match(text, /^argus_signature_verification_errors_total 0$/m);
+    assert.ok(!text.includes('no-such-id'), 'raw paths never become labels');
+  });
+
   it('answers CORS preflights before auth and puts CORS headers on 401s', async () => {
     const preflight = await fetch(t.url('argus') + '/api/audit-logs/bulk', {
       method: 'OPTIONS',
