@@ -126,10 +126,15 @@ export function newAuditEvent(stream: string, msg: string): AuditEventBuilder {
 }
 
 export interface TransferOptions {
-  /** Asynchronous publishes awaiting their PubAck before `publishAsync` waits (default 4,000, as nats.go). */
+  /** Asynchronous publishes awaiting their PubAck before `publishAsync` waits (default 1,000). */
   readonly maxPendingAsync?: number;
   /** Time to wait for a PubAck (default 5,000 ms). */
   readonly timeoutMs?: number;
+  /**
+   * Attempts of a publish that timed out or found no responder (default 3, with backoff). Safe
+   * because the retry carries the same Nats-Msg-Id: JetStream drops a copy it already stored.
+   */
+  readonly attempts?: number;
 }
 
 export interface PublishOptions {
@@ -148,6 +153,7 @@ export class Transfer {
   private readonly js: JetStreamClient;
   private readonly maxPendingAsync: number;
   private readonly timeoutMs: number;
+  private readonly attempts: number;
   private readonly pending = new Set<Promise<void>>();
   private failures: Error[] = [];
   private closed = false;
@@ -157,9 +163,11 @@ export class Transfer {
     if (!SUBJECT_TOKEN.test(namespace)) throw new Error(`namespace "${namespace}" must be one subject token (no spaces, ".", "*" or ">")`);
     this.namespace = namespace;
     this.js = jetstream(nc);
-    this.maxPendingAsync = options.maxPendingAsync ?? 4_000;
+    this.maxPendingAsync = options.maxPendingAsync ?? 1_000;
     if (!Number.isInteger(this.maxPendingAsync) || this.maxPendingAsync < 1) throw new Error('maxPendingAsync must be a positive integer');
     this.timeoutMs = options.timeoutMs ?? 5_000;
+    this.attempts = options.attempts ?? 3;
+    if (!Number.isInteger(this.attempts) || this.attempts < 1) throw new Error('attempts must be a positive integer');
   }
 
   /** `{namespace}.{stream}`. */
@@ -233,7 +241,7 @@ export class Transfer {
 
   private send(stream: string, data: Uint8Array, msgId: string, timeoutMs?: number): Promise<PubAck> {
     // msgID is sent as the Nats-Msg-Id header.
-    return this.js.publish(this.subject(stream), data, { msgID: msgId, timeout: timeoutMs ?? this.timeoutMs });
+    return this.js.publish(this.subject(stream), data, { msgID: msgId, timeout: timeoutMs ?? this.timeoutMs, retries: this.attempts });
   }
 
   private assertOpen(): void {
