@@ -1,6 +1,6 @@
 /**
  * argus compatibility: its request validation, its enums file, and the record shape its clients
- * read back. See ../../../docs/compat-argus.md for what differs from argus and why.
+ * read back. See docs/argus.md for what differs from argus and why.
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
