@@ -82,7 +82,7 @@ describe('two auditpipe processes, one database', () => {
     }
     const codes = await Promise.all(processes.map((p) => p.exited));
     assert.deepEqual(codes, [0, 0], processes.map((p) => p.stderr()).join('\n'));
-    for (const p of processes) assert.doesNotMatch(p.stdout(), /"level":"error"/, 'no errors logged');
+    for (const p of processes) assert.doesNotMatch(p.stdout() + p.stderr(), /"level":"error"/, "no errors logged");
 
     const rows = await adminQuery('SELECT count(*) AS n, count(DISTINCT event_id) AS ids, count(DISTINCT actor) AS actors FROM auditpipe.chain_events', [], database);
     assert.equal(Number(rows.rows[0].n), EVENTS);
