@@ -244,10 +244,15 @@ export class HttpAuditClient {
     if (this.closed) throw new ClientClosedError('the client is closed');
     if (input === null || typeof input !== 'object' || Array.isArray(input)) throw new TypeError('an audit event must be an object');
     const { timestamp, time, ...rest } = input;
+    if (input.id !== undefined && (typeof input.id !== 'string' || input.id === '' || input.id.length > 256)) {
+      throw new TypeError('id must be a non-empty string of at most 256 characters');
+    }
+    const given = time ?? timestamp;
+    if (given !== undefined && (typeof given !== 'string' || Number.isNaN(Date.parse(given)))) throw new TypeError('time must be an RFC 3339 string');
     const event: Record<string, JsonValue> = {};
     for (const [key, value] of Object.entries(rest)) if (value !== undefined) event[key] = value;
     event.id = input.id ?? uuidv7();
-    event.time = time ?? timestamp ?? new Date().toISOString();
+    event.time = given ?? new Date().toISOString();
     if (event.message === null) delete event.message;
     const signed = this.signer ? await signEvent(event, this.signer) : event;
     return this.item(signed);

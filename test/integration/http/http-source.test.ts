@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { generateKeyPairSync } from 'node:crypto';
+import { privateKeySigner, signEvent } from '../../../src/security/signatures.ts';
 import { startEngine, type TestEngine } from '../../helpers/engine.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
@@ -243,5 +245,46 @@ describe('HTTP source auth fail-closed', () => {
     } finally {
       await t.stop();
     }
+  });
+});
+
+describe('HTTP source signatures on the native route', () => {
+  it('verifies each NDJSON line: valid stored, tampered and unsigned failed with their reasons (required)', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const t = await startEngine({
+      pipelines: [{
+        name: 'test',
+        source: {
+          type: 'http', listen: '127.0.0.1:0', signatures: 'required',
+          signature_keys: [{ id: 'k1', pem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), actors: ['alice'] }],
+        },
+        batch: { interval_ms: 10 },
+        sinks: [{ type: 'ndjson_file', path: 'signed.ndjson' }],
+      }],
+    }, { pluginsFile: PLUGINS });
+    try {
+      const signer = privateKeySigner('k1', privateKey);
+      const good = await signEvent({ id: 's1', time: '2026-01-01T00:00:00Z', actorId: 'alice', action: 'read' }, signer);
+      const tampered = { ...(await signEvent({ id: 's2', time: '2026-01-01T00:00:00Z', actorId: 'alice', action: 'read' }, signer)), action: 'delete' };
+      const otherActor = await signEvent({ id: 's3', time: '2026-01-01T00:00:00Z', actorId: 'bob' }, signer);
+      const body = [good, tampered, { id: 's4', actorId: 'alice' }, otherActor].map((e) => JSON.stringify(e)).join('\n');
+      const res = await fetch(t.url() + '/v1/events', { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body });
+      assert.equal(res.status, 207);
+      const answer = await res.json();
+      assert.deepEqual(answer.ids, ['s1']);
+      assert.deepEqual(answer.failed.map((f: any) => [f.index, /\((\w+)\)/.exec(f.error)?.[1]]), [[1, 'bad_signature'], [2, 'unsigned'], [3, 'key_not_allowed_for_actor']]);
+      const stored = readFileSync(path.join(t.dir, 'data', 'signed.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      assert.deepEqual(stored.map((e) => e.id), ['s1']);
+      assert.equal(stored[0].signature, good.signature, 'the signature is kept with the stored event');
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('refuses to start with signatures on and no key', async () => {
+    await assert.rejects(
+      startEngine({ pipelines: [{ name: 'test', source: { type: 'http', listen: '127.0.0.1:0', signatures: 'verify-if-present' }, sinks: [{ type: 'console' }] }] }),
+      /needs at least one key/,
+    );
   });
 });
