@@ -28,6 +28,9 @@ export interface KafkaSinkSettings {
   readonly maxRequestBytes: number;
 }
 
+/** How long close() waits for a send still in progress before disconnecting. */
+const CLOSE_WAIT_MS = 5_000;
+
 /** Per-record bytes beyond the value: key, headers, record framing. */
 const RECORD_OVERHEAD_BYTES = 128;
 
@@ -183,7 +186,11 @@ export class KafkaSink implements Sink {
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.queue;
+    // A send still retrying against an unreachable broker was already given up by the pipeline
+    // (its batch is naked); waiting a little lets a nearly done one finish, not more.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.queue, new Promise((resolve) => { timer = setTimeout(resolve, CLOSE_WAIT_MS); })]);
+    clearTimeout(timer);
     const producer = this.producer;
     this.producer = undefined;
     await producer?.disconnect().catch(() => undefined);
