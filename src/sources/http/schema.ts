@@ -1,9 +1,8 @@
-import type { SignatureKeySpec } from '../../security/key-registry.ts';
-import { SIGNATURE_MODES, type SignatureMode } from '../../security/signatures.ts';
+import { signatureConfigSchema, type SignatureConfig } from '../../security/signature-policy.ts';
 import { parseTokenSpecs, type TokenSpec } from '../../security/tokens.ts';
 import type { CorsConfig } from './cors.ts';
 
-export interface HttpSourceConfig {
+export interface HttpSourceConfig extends SignatureConfig {
   listen: string;
   tokens: TokenSpec[];
   auth_required: boolean;
@@ -16,9 +15,6 @@ export interface HttpSourceConfig {
   service_name: string;
   build_time: string;
   git_commit: string;
-  signatures: SignatureMode;
-  signature_keys: SignatureKeySpec[];
-  signature_keys_file: string;
   cors: CorsConfig;
 }
 
@@ -48,19 +44,7 @@ export const httpSourceSchema = {
   service_name: { doc: 'Service name /health and /version report.', format: String, default: 'auditpipe' },
   build_time: { doc: 'Build time /version reports.', format: String, default: 'unknown' },
   git_commit: { doc: 'Git commit /version reports.', format: String, default: 'unknown' },
-  signatures: {
-    doc: 'Client signatures: off (not checked), verify-if-present (unsigned events accepted, signed ones verified), required.',
-    format: SIGNATURE_MODES as unknown as string[],
-    default: 'off',
-  },
-  signature_keys: {
-    doc: 'Public keys clients sign with: [{id, pem | pem_file | jwk, actors?, not_before?, not_after?}].',
-    format: (value: unknown) => {
-      if (!Array.isArray(value) || value.some((v) => v === null || typeof v !== 'object' || Array.isArray(v))) throw new Error('must be a list of key mappings');
-    },
-    default: [] as unknown[],
-  },
-  signature_keys_file: { doc: 'YAML/JSON file with more keys (a list, {keys: [...]}, or a JWKS); relative to the config file.', format: String, default: '' },
+  ...signatureConfigSchema,
   cors: {
     allowed_origins: { doc: 'Origins browsers may call from (exact, or *); empty: no CORS headers.', format: 'string-list', default: [] as string[] },
     allow_credentials: { doc: 'Send Access-Control-Allow-Credentials: true.', format: Boolean, default: false },

@@ -6,10 +6,7 @@ import type {
 } from '../../public/index.ts';
 import { InvalidEventError, toEvent } from '../../public/index.ts';
 import { chainStoreToken } from '../../security/chain.ts';
-import type { KeyRegistry } from '../../security/key-registry.ts';
-import {
-  checkEventSignature, SIGNATURE_FAILURE_REASONS, type SignatureCheck, type SignatureFailureReason,
-} from '../../security/signatures.ts';
+import { SignaturePolicy } from '../../security/signature-policy.ts';
 import { type Scope, TokenAuthenticator } from '../../security/tokens.ts';
 import { ArgusValidationError, argusRecord, argusToNative, loadArgusEnums, type ArgusEnums } from './argus.ts';
 import { CorsPolicy } from './cors.ts';
@@ -72,21 +69,17 @@ export class HttpSource implements Source {
   private readonly routes: ReadonlyMap<string, Route>;
   private readonly byIdRoute: Route;
   private readonly cors: CorsPolicy;
-  private readonly keys: KeyRegistry | undefined;
+  private readonly signatures: SignaturePolicy;
   private readonly metrics: HttpMetrics;
   private readonly argusMetrics: ArgusMetrics | undefined;
   private server: Server | undefined;
   private pipeline: SourceContext | undefined;
   private accepting = false;
 
-  constructor(config: HttpSourceConfig, context: ComponentContext, keys?: KeyRegistry) {
+  constructor(config: HttpSourceConfig, context: ComponentContext, signatures?: SignaturePolicy) {
     this.config = config;
     this.context = context;
-    this.keys = keys;
-    if (config.signatures !== 'off' && (!keys || keys.size === 0)) {
-      // argus shipped an empty registry that rejected every signed event; refuse to start instead.
-      throw new Error(`signatures: ${config.signatures} needs at least one key in signature_keys or signature_keys_file`);
-    }
+    this.signatures = signatures ?? SignaturePolicy.fromConfig(config, context);
     this.auth = new TokenAuthenticator(config.tokens, config.auth_required);
     this.enums = loadArgusEnums(config.argus.enums_file || undefined);
     this.cors = new CorsPolicy(config.cors);
@@ -103,7 +96,6 @@ export class HttpSource implements Source {
     this.byIdRoute = route('/api/audit-logs/{id}', { GET: { scope: 'read', handle: (_req, res, params) => this.getLog(res, params) } })[1];
     this.metrics = httpMetrics(context);
     this.argusMetrics = config.argus.metrics ? argusMetrics(context) : undefined;
-    for (const reason of SIGNATURE_FAILURE_REASONS) this.metrics.signatureFailures.inc({ pipeline: context.pipeline, reason }, 0);
   }
 
   /** The bound address, e.g. for tests that listen on port 0. */
@@ -406,17 +398,11 @@ export class HttpSource implements Source {
    * (native form), so a server-filled id or time can never make a signature pass or fail.
    */
   private checkSignature(raw: JsonObject, event: AuditEvent): string | undefined {
-    if (this.config.signatures === 'off' || !this.keys) return undefined;
-    const result: SignatureCheck = checkEventSignature(raw, this.keys, this.config.signatures, { actor: event.actorId, at: new Date(event.receivedAt) });
-    if (result.ok) return undefined;
-    this.countSignatureFailure(result.reason);
-    return `signature verification failed (${result.reason}): ${result.detail}`;
-  }
-
-  private countSignatureFailure(reason: SignatureFailureReason): void {
-    this.metrics.signatureFailures.inc({ pipeline: this.context.pipeline, reason });
-    this.argusMetrics?.signatureErrors.inc();
+    const verdict = this.signatures.check(raw, event.actorId, event.receivedAt);
+    if (verdict.ok) return undefined;
     this.pipeline?.countRejected('signature');
+    this.argusMetrics?.signatureErrors.inc();
+    return verdict.message;
   }
 
   private store(): ArgusReadStore {
@@ -502,7 +488,6 @@ function splitUrl(url: string): [string, string] {
 interface HttpMetrics {
   readonly requests: promClient.Counter<'pipeline' | 'route' | 'status'>;
   readonly duration: promClient.Histogram<'pipeline' | 'route'>;
-  readonly signatureFailures: promClient.Counter<'pipeline' | 'reason'>;
 }
 
 const METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD']);
@@ -539,7 +524,6 @@ function httpMetrics(context: ComponentContext): HttpMetrics {
   if (!registry[HTTP_METRICS]) {
     const { Counter, Histogram } = promClient;
     registry[HTTP_METRICS] = {
-      signatureFailures: new Counter({ name: 'auditpipe_signature_failures_total', help: 'Events whose client signature failed verification, by reason.', labelNames: ['pipeline', 'reason'], registers: [registry] }),
       requests: new Counter({ name: 'auditpipe_http_requests_total', help: 'HTTP requests by route template and status.', labelNames: ['pipeline', 'route', 'status'], registers: [registry] }),
       duration: new Histogram({ name: 'auditpipe_http_request_duration_seconds', help: 'HTTP request duration by route template.', labelNames: ['pipeline', 'route'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry] }),
     };

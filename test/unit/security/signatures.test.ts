@@ -130,3 +130,23 @@ describe('key registry', () => {
 });
 
 const KNOWN_SIGNATURE = 'Z0/ov4d4b84K1d5yhmKkgpUiqO4RVzXQLm1GkjrOXR/i3RfRwWwvvxa+BIIGBufEG7aEcCCMzcBgZss6JEkuBw==';
+
+describe('signature policy (what a source applies)', () => {
+  it('shares one failure counter per registry across sources and counts each reason', async () => {
+    const { Registry } = await import('prom-client');
+    const { SignaturePolicy } = await import('../../../src/security/signature-policy.ts');
+    const metrics = new Registry();
+    const http = new SignaturePolicy('required', registry, { pipeline: 'p1', metrics });
+    const nats = new SignaturePolicy('verify-if-present', registry, { pipeline: 'p2', metrics });
+    assert.equal(http.check(event, 'svc-a', AT).ok, false);
+    assert.equal(nats.check(event, 'svc-a', AT).ok, true);
+    const signed = await signEvent(event, privateKeySigner('ed-1', ed.privateKey));
+    const verdict = nats.check({ ...signed, action: 'DELETE' }, 'svc-a', AT);
+    assert.equal(verdict.ok === false && verdict.reason, 'bad_signature');
+    const text = await metrics.metrics();
+    assert.match(text, /auditpipe_signature_failures_total\{pipeline="p1",reason="unsigned"\} 1/);
+    assert.match(text, /auditpipe_signature_failures_total\{pipeline="p2",reason="bad_signature"\} 1/);
+    assert.match(text, /auditpipe_signature_failures_total\{pipeline="p2",reason="unknown_key"\} 0/);
+    assert.throws(() => new SignaturePolicy('required', new StaticKeyRegistry(), { pipeline: 'p3', metrics }), /needs at least one key/);
+  });
+});
