@@ -136,8 +136,8 @@ describe('signature policy (what a source applies)', () => {
     const { Registry } = await import('prom-client');
     const { SignaturePolicy } = await import('../../../src/security/signature-policy.ts');
     const metrics = new Registry();
-    const http = new SignaturePolicy('required', registry, { pipeline: 'p1', metrics });
-    const nats = new SignaturePolicy('verify-if-present', registry, { pipeline: 'p2', metrics });
+    const http = new SignaturePolicy('required', registry, { pipeline: 'p1' as never, metrics });
+    const nats = new SignaturePolicy('verify-if-present', registry, { pipeline: 'p2' as never, metrics });
     assert.equal(http.check(event, 'svc-a', AT).ok, false);
     assert.equal(nats.check(event, 'svc-a', AT).ok, true);
     const signed = await signEvent(event, privateKeySigner('ed-1', ed.privateKey));
@@ -147,6 +147,6 @@ describe('signature policy (what a source applies)', () => {
     assert.match(text, /auditpipe_signature_failures_total\{pipeline="p1",reason="unsigned"\} 1/);
     assert.match(text, /auditpipe_signature_failures_total\{pipeline="p2",reason="bad_signature"\} 1/);
     assert.match(text, /auditpipe_signature_failures_total\{pipeline="p2",reason="unknown_key"\} 0/);
-    assert.throws(() => new SignaturePolicy('required', new StaticKeyRegistry(), { pipeline: 'p3', metrics }), /needs at least one key/);
+    assert.throws(() => new SignaturePolicy('required', new StaticKeyRegistry(), { pipeline: 'p3' as never, metrics }), /needs at least one key/);
   });
 });
