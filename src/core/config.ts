@@ -1,7 +1,7 @@
 import convict from 'convict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseDocument } from 'yaml';
+import { parse as parseYaml, parseDocument } from 'yaml';
 import type { BatchSettings, ConfigSchema, RetryPolicy } from './component.ts';
 import type { ComponentRegistry } from './registry.ts';
 import type { PipelineName } from './types.ts';
@@ -53,24 +53,42 @@ export function addConfigFormats(): void {
   });
 }
 
+const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+const WHOLE_REFERENCE = /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$/;
+
 /**
- * Replaces `${NAME}` and `${NAME:-default}` in the YAML text with environment variables, so
- * secrets and deployment specifics stay out of the file. An unset variable without a default is
- * an error, never an empty string.
+ * Replaces `${NAME}` and `${NAME:-default}` in every string value of the parsed YAML with
+ * environment variables, so secrets and deployment specifics stay out of the file. Comments are
+ * never touched. A value that is one whole reference takes the YAML type of what it expands to
+ * (`port: ${PORT}` is a number). An unset variable without a default is an error, never "".
  */
-export function interpolateEnv(text: string, env: NodeJS.ProcessEnv, file: string): string {
-  const missing = new Set<string>();
-  const out = text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_, name: string, fallback: string | undefined) => {
-    const value = env[name];
-    if (value !== undefined && value !== '') return value;
-    if (fallback !== undefined) return fallback;
-    missing.add(name);
-    return '';
-  });
+export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, file: string): unknown {
+  const missing = new Map<string, string>();
+  const expand = (text: string, where: string): unknown => {
+    const out = text.replace(ENV_REFERENCE, (_, name: string, fallback: string | undefined) => {
+      const found = env[name];
+      if (found !== undefined && found !== '') return found;
+      if (fallback !== undefined) return fallback;
+      missing.set(name, where);
+      return '';
+    });
+    if (out === text || !WHOLE_REFERENCE.test(text)) return out;
+    const typed: unknown = parseYaml(out);
+    return typed !== null && typeof typed === 'object' ? out : typed ?? out;
+  };
+  const walk = (node: unknown, where: string): unknown => {
+    if (typeof node === 'string') return expand(node, where);
+    if (Array.isArray(node)) return node.map((item, i) => walk(item, `${where}[${i}]`));
+    if (node !== null && typeof node === 'object') {
+      return Object.fromEntries(Object.entries(node).map(([key, child]) => [key, walk(child, where ? `${where}.${key}` : key)]));
+    }
+    return node;
+  };
+  const result = walk(value, '');
   if (missing.size > 0) {
-    throw new ConfigError([...missing].map((name) => `${file}: environment variable ${name} is not set and has no default (\${${name}:-default})`));
+    throw new ConfigError([...missing].map(([name, where]) => `${file}: key "${where}": environment variable ${name} is not set and has no default (\${${name}:-default})`));
   }
-  return out;
+  return result;
 }
 
 /** Validates `value` against a convict schema; problems are prefixed with `where`. */
@@ -179,9 +197,9 @@ export function readConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   } catch (error) {
     throw new ConfigError([`${file}: cannot read: ${(error as Error).message}`]);
   }
-  const doc = parseDocument(interpolateEnv(text, env, file));
+  const doc = parseDocument(text);
   if (doc.errors.length > 0) throw new ConfigError(doc.errors.map((e) => `${file}: invalid YAML: ${e.message}`));
-  const value: unknown = doc.toJS();
+  const value = interpolateEnv(doc.toJS(), env, file);
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError([`${file}: the top level must be a mapping`]);
   return value as Record<string, unknown>;
 }

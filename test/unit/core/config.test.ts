@@ -63,7 +63,10 @@ describe('config validation', () => {
   });
 
   it('interpolates environment variables and refuses unset ones', () => {
-    assert.equal(interpolateEnv('a: ${X}\nb: ${Y:-8080}', { X: 'one' }, 'f'), 'a: one\nb: 8080');
-    assert.throws(() => interpolateEnv('a: ${NOPE}', {}, 'f.yml'), /NOPE is not set/);
+    assert.deepEqual(
+      interpolateEnv({ a: '${X}', b: '${Y:-8080}', c: ['x-${X}-y'], d: { e: '${T:-true}', f: 'h:${Y:-1}' } }, { X: 'one' }, 'f'),
+      { a: 'one', b: 8080, c: ['x-one-y'], d: { e: true, f: 'h:1' } },
+    );
+    assert.throws(() => interpolateEnv({ a: { b: '${NOPE}' } }, {}, 'f.yml'), /f\.yml: key "a\.b": environment variable NOPE is not set/);
   });
 });
