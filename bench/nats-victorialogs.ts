@@ -58,7 +58,16 @@ async function createStream(nc: NatsConnection, namespace: string, stream: strin
   await jsm.streams.add({ name: `${namespace}_${stream}`, subjects: [`${namespace}.${stream}`], retention: RetentionPolicy.Workqueue, storage: StorageType.File });
 }
 
-async function bareConsume(nc: NatsConnection, tag: string): Promise<number> {
+interface Measured { rate: number; cpuUsPerEvent: number }
+
+/** Events per second and this process's CPU time (user + system) per event, which load on a shared box distorts less. */
+function measure(started: number, cpu: NodeJS.CpuUsage): Measured {
+  const seconds = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
+  return { rate: EVENTS / seconds, cpuUsPerEvent: (used.user + used.system) / EVENTS };
+}
+
+async function bareConsume(nc: NatsConnection, tag: string): Promise<Measured> {
   const namespace = `bench_bare_${tag}`;
   await createStream(nc, namespace, 'logs');
   await publish(nc, namespace, 'logs', tag, EVENTS);
@@ -66,6 +75,7 @@ async function bareConsume(nc: NatsConnection, tag: string): Promise<number> {
   await jsm.consumers.add(`${namespace}_logs`, { durable_name: 'bare', ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000, ack_wait: nanos(30_000) });
   const consumer = await jetstream(nc).consumers.get(`${namespace}_logs`, 'bare');
   const started = performance.now();
+  const cpu = process.cpuUsage();
   let received = 0;
   while (received < EVENTS) {
     const batch = await consumer.fetch({ max_messages: 1_000, expires: 2_000 });
@@ -75,9 +85,9 @@ async function bareConsume(nc: NatsConnection, tag: string): Promise<number> {
     }
   }
   await nc.flush();
-  const seconds = (performance.now() - started) / 1000;
+  const result = measure(started, cpu);
   await jsm.streams.delete(`${namespace}_logs`);
-  return EVENTS / seconds;
+  return result;
 }
 
 async function barePost(tag: string): Promise<number> {
@@ -101,7 +111,7 @@ async function barePost(tag: string): Promise<number> {
   return sent / seconds;
 }
 
-async function auditpipe(nc: NatsConnection, tag: string): Promise<{ rate: number; eventBytes: number }> {
+async function auditpipe(nc: NatsConnection, tag: string): Promise<Measured & { eventBytes: number }> {
   const namespace = `bench_ap_${tag}`;
   const dir = mkdtempSync(path.join(tmpdir(), 'auditpipe-bench-'));
   const file = path.join(dir, 'auditpipe.yml');
@@ -123,18 +133,19 @@ async function auditpipe(nc: NatsConnection, tag: string): Promise<{ rate: numbe
   const engine = await createEngine({ configFile: file, pluginsFile: path.join(dir, 'plugins.json') }, createLogger('warn'));
   const acked = engine.metrics.acked;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   await engine.start();
   for (;;) {
     const value = (await acked.get()).values.reduce((sum, v) => sum + v.value, 0);
     if (value >= EVENTS) break;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  const seconds = (performance.now() - started) / 1000;
+  const result = measure(started, cpu);
   await engine.stop();
   const jsm = await jetstreamManager(nc);
   await jsm.streams.delete(`${namespace}_logs`).catch(() => false);
   await jsm.streams.delete(`${namespace}_logs_dlq`).catch(() => false);
-  return { rate: EVENTS / seconds, eventBytes };
+  return { ...result, eventBytes };
 }
 
 const nc = await connect({ servers: NATS_URL, token: TOKEN, noAsyncTraces: true });
@@ -147,9 +158,12 @@ const result = {
   events: EVENTS,
   event_bytes: Math.round(piped.eventBytes),
   auditpipe_events_per_s: Math.round(piped.rate),
-  bare_jetstream_consume_ack_per_s: Math.round(bare),
+  auditpipe_cpu_us_per_event: Number(piped.cpuUsPerEvent.toFixed(1)),
+  bare_jetstream_consume_ack_per_s: Math.round(bare.rate),
+  bare_jetstream_cpu_us_per_event: Number(bare.cpuUsPerEvent.toFixed(1)),
   bare_victorialogs_post_per_s: Math.round(post),
   target_events_per_s: 50_000,
   cpus: (await import('node:os')).availableParallelism(),
+  load_average_1m: Number((await import('node:os')).loadavg()[0]!.toFixed(1)),
 };
 process.stdout.write(JSON.stringify(result, null, 2) + '\n');

@@ -109,6 +109,8 @@ export class NatsSource implements Source {
   private running = false;
   private pull: ConsumerMessages | undefined;
   private loop: Promise<void> | undefined;
+  /** Ends the backoff sleep of the pull loop early when stopping. */
+  private wakeLoop: (() => void) | undefined;
   private advisories: Subscription | undefined;
   private metricsTimer: NodeJS.Timeout | undefined;
   /** Envelopes handed to the pipeline and not yet settled, by stream sequence. */
@@ -164,6 +166,7 @@ export class NatsSource implements Source {
   async stop(): Promise<void> {
     this.running = false;
     this.pull?.stop();
+    this.wakeLoop?.();
     await this.loop;
   }
 
@@ -342,7 +345,14 @@ export class NatsSource implements Source {
         if (isApiError(error, CONSUMER_NOT_FOUND) || isApiError(error, STREAM_NOT_FOUND) || /not found/i.test((error as Error).message)) {
           await this.recreate().catch((e: unknown) => this.context.logger.error({ err: (e as Error).message }, 'cannot recreate stream/consumer'));
         }
-        await new Promise((resolve) => setTimeout(resolve, delay));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          this.wakeLoop = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wakeLoop = undefined;
       } finally {
         this.pull = undefined;
       }
@@ -392,7 +402,7 @@ export class NatsSource implements Source {
       this.poison(message, 'invalid_event', error.message);
       return undefined;
     }
-    return new NatsEnvelope(event, message, (envelope, outcome) => this.settle(envelope, outcome));
+    return new NatsEnvelope(event, message, this.settleEnvelope);
   }
 
   private toEvent(value: unknown, message: JsMsg): AuditEvent {
@@ -406,6 +416,8 @@ export class NatsSource implements Source {
     }
     return toEvent(value, { actorField, fallbackId, limits });
   }
+
+  private readonly settleEnvelope = (envelope: NatsEnvelope, outcome: Outcome): void => this.settle(envelope, outcome);
 
   private settle(envelope: NatsEnvelope, outcome: Outcome): void {
     if (this.inFlight.get(envelope.seq) === envelope) this.inFlight.delete(envelope.seq);
