@@ -2,7 +2,7 @@ import {
   GetBucketVersioningCommand, GetObjectLockConfigurationCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand,
   S3Client, type ObjectLockConfiguration, type PutObjectCommandInput, type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import canonicalize from 'canonicalize';
+import { canonicalJson } from '../../security/canonical-json.ts';
 import { createHash } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
 import { PermanentError, type Batch, type ComponentContext, type Logger, type Sink } from '../../public/index.ts';
@@ -190,9 +190,7 @@ export class S3Sink implements Sink {
    * chain store counts and logs a failure, and the next checkpoint is anchored again.
    */
   async anchor(checkpoint: SignedCheckpoint): Promise<void> {
-    const text = canonicalize(checkpoint);
-    if (text === undefined) throw new Error('checkpoint cannot be serialised as JSON');
-    const body = Buffer.from(text, 'utf8');
+    const body = Buffer.from(canonicalJson(checkpoint), 'utf8');
     const contentSha256 = sha256Hex(body);
     const key = checkpointKey(this.settings.prefix, this.context.pipeline, checkpoint, contentSha256);
     const object: ObjectToPut = {

@@ -31,3 +31,32 @@ test('values without a canonical form are rejected with a clear error', () => {
     assert.throws(() => canonicalJson(bad), (error: unknown) => error instanceof CanonicalJsonError && /no RFC 8785 canonical form/.test(error.message));
   }
 });
+
+test('agrees with the reference implementation (the canonicalize package) on random JSON', async () => {
+  const { default: reference } = await import('canonicalize');
+  let seed = 42;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const strings = ['', 'a', 'é', '€', '😀', '\n\t"\\', '\u0000\u001f', 'z', 'A', '\ufb33', '10', '1'];
+  const value = (depth: number): unknown => {
+    const r = random();
+    if (depth > 3 || r < 0.3) {
+      const p = random();
+      if (p < 0.25) return strings[Math.floor(random() * strings.length)]! + strings[Math.floor(random() * strings.length)]!;
+      if (p < 0.5) return (random() - 0.5) * 10 ** Math.floor(random() * 40 - 20);
+      if (p < 0.6) return Math.floor(random() * 1e6);
+      if (p < 0.8) return random() < 0.5;
+      return null;
+    }
+    if (r < 0.6) return Array.from({ length: Math.floor(random() * 4) }, () => value(depth + 1));
+    return Object.fromEntries(Array.from({ length: Math.floor(random() * 5) }, () => [strings[Math.floor(random() * strings.length)]! + Math.floor(random() * 3), value(depth + 1)]));
+  };
+  for (let i = 0; i < 2_000; i += 1) {
+    const input = JSON.parse(JSON.stringify(value(0)));
+    assert.equal(canonicalJson(input), reference(input));
+  }
+});
+
+test('very deep nesting is a clear error, not a crash', () => {
+  const deep = JSON.parse('['.repeat(200_000) + ']'.repeat(200_000));
+  assert.throws(() => canonicalJson(deep), CanonicalJsonError);
+});
