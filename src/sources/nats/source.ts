@@ -141,7 +141,7 @@ export class NatsSource implements Source {
       this.jsm = await jetstreamManager(this.nc);
       this.js = jetstream(this.nc);
       await this.ensureStream(this.stream, this.subject, RetentionPolicy.Workqueue);
-      await this.ensureStream(deadLetterStream(this.config), this.dlqSubject, RetentionPolicy.Limits);
+      await this.ensureDeadLetterStream();
       await this.ensureConsumer();
       this.consumer = await this.js.consumers.get(this.stream, this.config.consumer);
     } catch (error) {
@@ -237,7 +237,7 @@ export class NatsSource implements Source {
     const jsm = this.jsm!;
     try {
       const info = await jsm.streams.info(name);
-      if (!info.config.subjects?.includes(subject)) {
+      if (!(info.config.subjects ?? []).some((pattern) => subjectMatches(pattern, subject))) {
         throw new Error(`stream ${name} exists but does not capture subject ${subject} (its subjects: ${(info.config.subjects ?? []).join(', ') || 'none'}); add the subject or change namespace/stream`);
       }
       if (info.config.retention !== retention) {
@@ -267,6 +267,16 @@ export class NatsSource implements Source {
       const info = await jsm.streams.info(name).catch(() => undefined);
       if (!info) throw error;
     }
+  }
+
+  /** The dead-letter subject needs some stream; one an operator already set up to capture it is fine too. */
+  private async ensureDeadLetterStream(): Promise<void> {
+    const owner = await this.jsm!.streams.find(this.dlqSubject).catch(() => undefined);
+    if (owner) {
+      this.context.logger.info({ stream: owner, subject: this.dlqSubject }, 'dead-letter subject captured by an existing stream');
+      return;
+    }
+    await this.ensureStream(deadLetterStream(this.config), this.dlqSubject, RetentionPolicy.Limits);
   }
 
   /** Creates the durable consumer, or brings the settings auditpipe owns (ack wait, deliveries) in line. */
@@ -547,6 +557,17 @@ export class NatsSource implements Source {
     this.tasks.add(guarded);
     void guarded.finally(() => this.tasks.delete(guarded));
   }
+}
+
+/** NATS subject matching: `*` is one token, `>` the rest (at least one token). */
+export function subjectMatches(pattern: string, subject: string): boolean {
+  const want = pattern.split('.');
+  const got = subject.split('.');
+  for (let i = 0; i < want.length; i += 1) {
+    if (want[i] === '>') return got.length > i;
+    if (i >= got.length || (want[i] !== '*' && want[i] !== got[i])) return false;
+  }
+  return want.length === got.length;
 }
 
 function readField(object: Record<string, unknown>, dotted: string): unknown {

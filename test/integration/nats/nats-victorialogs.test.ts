@@ -27,7 +27,15 @@ describe('NATS JetStream → VictoriaLogs', () => {
 
   it('10,000 events published with the SDK arrive exactly once each and the stream ends empty', async () => {
     const { namespace, stream, tag } = names('bulk');
-    const engine = await startEngine(natsToVictoria({ namespace, stream, victoriaUrl: serverEnv('VICTORIA_URL'), pipeline: { batch: { max_events: 500, interval_ms: 100 } } }));
+    // A write attempt that times out may still have been stored by VictoriaLogs (which cannot
+    // deduplicate), so the attempt timeout is generous here: on a loaded CI box a 10 s default can
+    // expire while VictoriaLogs queues the insert, and the retry would store a second copy.
+    const engine = await startEngine(natsToVictoria({
+      namespace, stream, victoriaUrl: serverEnv('VICTORIA_URL'),
+      pipeline: { batch: { max_events: 500, interval_ms: 100 } },
+      source: { ack_wait_ms: 90_000 },
+      sink: { retry: { timeout_ms: 60_000, max_elapsed_ms: 120_000 } },
+    }));
     try {
       const transfer = new Transfer(nc, namespace);
       const ids: string[] = [];

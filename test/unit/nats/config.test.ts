@@ -141,3 +141,17 @@ function emptyPlugins(): string {
   writeFileSync(file, '{"plugins": []}');
   return file;
 }
+
+describe('subject matching for existing streams', () => {
+  it('matches literal subjects and wildcards the way NATS does', async () => {
+    const { subjectMatches } = await import('../../../src/sources/nats/source.ts');
+    assert.equal(subjectMatches('alpha.logs', 'alpha.logs'), true);
+    assert.equal(subjectMatches('alpha.*', 'alpha.logs'), true);
+    assert.equal(subjectMatches('alpha.>', 'alpha.logs'), true);
+    assert.equal(subjectMatches('alpha.>', 'alpha.logs.dlq'), true);
+    assert.equal(subjectMatches('alpha.*', 'alpha.logs.dlq'), false);
+    assert.equal(subjectMatches('alpha.>', 'alpha'), false);
+    assert.equal(subjectMatches('alpha.logs', 'alpha.logs.dlq'), false);
+    assert.equal(subjectMatches('beta.logs', 'alpha.logs'), false);
+  });
+});
