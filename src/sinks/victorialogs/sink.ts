@@ -105,13 +105,19 @@ export class VictoriaLogsSink implements Sink {
 
   async start(): Promise<void> {
     // A VictoriaLogs that is down at start is not fatal: batches are retried and naked until it is up.
+    // A controller cleared after the answer: a timeout signal left armed would later abort the
+    // pooled connection while another request uses it.
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Error('health check timed out')), this.config.connect_timeout_ms);
     try {
-      const response = await this.pool.request({ method: 'GET', path: `${new URL(this.config.url).pathname.replace(/\/+$/, '')}/health`, headers: this.authOnly(), signal: AbortSignal.timeout(this.config.connect_timeout_ms) });
+      const response = await this.pool.request({ method: 'GET', path: `${new URL(this.config.url).pathname.replace(/\/+$/, '')}/health`, headers: this.authOnly(), signal: controller.signal });
       await response.body.dump();
       if (response.statusCode >= 300) this.context.logger.warn({ status: response.statusCode }, 'VictoriaLogs health check failed; writes will be retried');
     } catch (error) {
       this.lastWriteOk = false;
       this.context.logger.warn({ err: (error as Error).message, url: new URL(this.config.url).origin }, 'VictoriaLogs is not reachable yet; writes will be retried');
+    } finally {
+      clearTimeout(timer);
     }
   }
 
