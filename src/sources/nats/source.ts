@@ -136,7 +136,12 @@ export class NatsSource implements Source {
 
   async start(pipeline: SourceContext): Promise<void> {
     this.pipeline = pipeline;
-    this.nc = await connect(this.connectOptions());
+    try {
+      this.nc = await connect(this.connectOptions());
+    } catch (error) {
+      // The servers are named; credentials never are.
+      throw new Error(`cannot connect to NATS at ${this.config.servers.join(', ')}: ${(error as Error).message}`);
+    }
     try {
       this.jsm = await jetstreamManager(this.nc);
       this.js = jetstream(this.nc);

@@ -159,3 +159,26 @@ describe('NATS JetStream → VictoriaLogs', () => {
     );
   });
 });
+
+describe('NATS source start-up failures', () => {
+  it('fails start with the server named (never the token) when NATS is unreachable', async () => {
+    const { freePort } = await import('../../helpers/servers.ts');
+    const port = await freePort();
+    const config = natsToVictoria({ namespace: uniqueName('down'), stream: 'logs', victoriaUrl: serverEnv('VICTORIA_URL'), source: { servers: [`nats://127.0.0.1:${port}`], token: 'very-secret-token', connect_timeout_ms: 2_000 } });
+    await assert.rejects(startEngine(config), (error: unknown) => {
+      const message = (error as Error).message;
+      assert.match(message, new RegExp(`cannot connect to NATS at nats://127.0.0.1:${port}`));
+      assert.doesNotMatch(message, /very-secret-token/);
+      return true;
+    });
+  });
+
+  it('fails start on a wrong token', async () => {
+    const config = natsToVictoria({ namespace: uniqueName('badtoken'), stream: 'logs', victoriaUrl: serverEnv('VICTORIA_URL'), source: { token: 'wrong-token', connect_timeout_ms: 2_000 } });
+    await assert.rejects(startEngine(config), (error: unknown) => {
+      assert.match((error as Error).message, /cannot connect to NATS.*(auth|Authorization)/i);
+      assert.doesNotMatch((error as Error).message, /wrong-token/);
+      return true;
+    });
+  });
+});
