@@ -2,6 +2,7 @@
  * `auditpipe verify`: checks a chain store offline and read-only. Exit 0 intact, 1 findings,
  * 2 usage or access error (bad arguments, store unreachable, no store there).
  */
+import { S3Client } from '@aws-sdk/client-s3';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -13,13 +14,20 @@ import { openEmbedded, openPostgres, type ChainDb } from '../sinks/postgres/db.t
 import { SCHEMA_NAME } from '../sinks/postgres/migrations.ts';
 import { embeddedPath, generatedKeyPath, type PostgresSinkConfig } from '../sinks/postgres/sink.ts';
 import { ChainStore } from '../sinks/postgres/store.ts';
+import { anchorEvidence, readAnchoredCheckpoints } from '../sinks/s3/anchors.ts';
+import { s3Settings, type S3SinkConfig } from '../sinks/s3/index.ts';
+import { checkpointFolder } from '../sinks/s3/object.ts';
+import { clientConfig } from '../sinks/s3/sink.ts';
 
-export const VERIFY_HELP = `Usage: auditpipe verify [--config FILE] [--pipeline NAME] [--actor ACTOR] [--public-key FILE] [--json]
-       auditpipe verify --database-url URL [--schema NAME] --public-key FILE [--actor ACTOR] [--json]
+export const VERIFY_HELP = `Usage: auditpipe verify [--config FILE] [--pipeline NAME] [--actor ACTOR] [--public-key FILE] [--s3] [--json]
+       auditpipe verify --database-url URL [--schema NAME] --public-key FILE [--actor ACTOR] [--s3-bucket B ...] [--json]
        auditpipe verify --data-dir DIR [--pipeline NAME] [--public-key FILE] [--actor ACTOR] [--json]
 
 Recomputes every hash chain (or one --actor) from the stored bytes and checks sequences, links,
 head rows, and the signed checkpoints (signature, their chain, Merkle root, every attested head).
+With --s3 it also reads the checkpoints anchored in S3 Object Lock and checks that the store
+still holds each of them and that every chain still matches the heads they attest, so a
+database rewritten in full (hashes recomputed, checkpoints re-signed) is still caught.
 Read-only. Exit 0: intact; 1: findings; 2: usage or access error.
 
   --config FILE       the auditpipe config naming the store (default config/auditpipe.yml)
@@ -29,6 +37,14 @@ Read-only. Exit 0: intact; 1: findings; 2: usage or access error.
   --data-dir DIR      an embedded store: the auditpipe data dir, or the store directory itself
   --public-key FILE   the trusted checkpoint public key (default: the configured key's .pub)
   --actor ACTOR       verify only this actor's chain
+  --s3                compare with the checkpoints anchored by the pipeline's s3 sink(s)
+                      (bucket, endpoint and credentials from the config), or by --s3-bucket
+  --s3-bucket NAME    the anchoring bucket directly (credentials: the standard AWS
+                      environment, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / profile)
+  --s3-prefix P       its key prefix (default auditpipe); anchors are under P/PIPELINE/checkpoints/
+  --s3-endpoint URL   S3 endpoint (MinIO, ...; default AWS or AWS_ENDPOINT_URL_S3)
+  --s3-region R       region (default AWS_REGION)
+  --s3-path-style     path-style URLs, as most self-hosted servers need
   --json              print the report as JSON
 `;
 
@@ -41,6 +57,10 @@ interface Target {
   readonly schema: string;
   readonly publicKeyFile?: string;
   readonly publicKeyEnv?: string;
+  /** The pipeline the store belongs to (anchors live under its name). */
+  readonly pipeline?: string;
+  /** The pipeline's s3 sinks that anchor checkpoints, from the config. */
+  readonly anchorSinks?: readonly S3SinkConfig[];
 }
 
 function sinkTargets(options: PostgresSinkConfig, dataDir: string, configDir: string, pipeline: string): Target {
@@ -87,7 +107,10 @@ async function resolveTarget(values: Record<string, string | boolean | undefined
     throw new UsageError(`${configFile}: several postgres sinks (${matching.map((c) => `${c.pipeline}/${c.sink.name}`).join(', ')}); choose one with --pipeline`);
   }
   const { pipeline, sink } = matching[0]!;
-  return sinkTargets(sink.options as unknown as PostgresSinkConfig, config.dataDir, config.dir, pipeline);
+  const anchorSinks = config.pipelines.find((p) => p.name === pipeline)!.sinks
+    .filter((s) => s.type === 's3' && (s.options as unknown as S3SinkConfig).anchor_checkpoints)
+    .map((s) => s.options as unknown as S3SinkConfig);
+  return { ...sinkTargets(sink.options as unknown as PostgresSinkConfig, config.dataDir, config.dir, pipeline), pipeline, anchorSinks };
 }
 
 function loadTrustedKey(values: Record<string, string | boolean | undefined>, target: Target) {
@@ -100,13 +123,15 @@ function loadTrustedKey(values: Record<string, string | boolean | undefined>, ta
   return undefined;
 }
 
-export function formatReport(report: VerifyReport, where: string): string {
+export function formatReport(report: VerifyReport, where: string, anchorsNote?: string): string {
   const lines = [`auditpipe verify: ${where}`];
   lines.push(`  chains: ${report.actors} actors, ${report.events} events`);
   lines.push(report.lastCheckpoint
     ? `  checkpoints: ${report.checkpoints}, last #${report.lastCheckpoint.number} at ${report.lastCheckpoint.time} attesting ${report.lastCheckpoint.events} events; ${report.uncoveredEvents} events written since`
     : `  checkpoints: none`);
   lines.push(`  signatures: ${report.publicKeyId ? `checked against key ${report.publicKeyId}` : 'NOT checked (no public key)'}`);
+  for (const anchors of report.anchors ?? []) lines.push(`  anchors: ${anchors.checkpoints} anchored checkpoints in ${anchors.where} compared`);
+  if (!report.anchors && anchorsNote) lines.push(`  anchors: ${anchorsNote}`);
   lines.push(report.ok
     ? `  result: INTACT (${report.elapsedMs} ms)`
     : `  result: ${report.findingsTotal} finding${report.findingsTotal === 1 ? '' : 's'} (${report.elapsedMs} ms)`);
@@ -135,6 +160,12 @@ export async function verifyCommand(argv: string[]): Promise<number> {
         'database-url': { type: 'string' },
         'data-dir': { type: 'string' },
         schema: { type: 'string' },
+        s3: { type: 'boolean' },
+        's3-bucket': { type: 'string' },
+        's3-prefix': { type: 'string' },
+        's3-endpoint': { type: 'string' },
+        's3-region': { type: 'string' },
+        's3-path-style': { type: 'boolean' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -155,11 +186,19 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     const where = `${db.embedded ? 'embedded store' : 'PostgreSQL'} ${db.where} schema ${target.schema}`;
     const store = new ChainStore(db, target.schema);
     await store.checkTables();
+    const sources = anchorSources(values, target);
+    const anchors = [];
+    for (const source of sources) {
+      const read = await readAnchors(source);
+      anchors.push(anchorEvidence(read, await store.checkpoints(), trusted, source.where));
+    }
     const report = await verifyStore(store, {
       ...(values.actor !== undefined ? { actor: values.actor as string } : {}),
       ...(trusted ? { publicKey: trusted } : {}),
+      ...(sources.length > 0 ? { anchors } : {}),
     });
-    process.stdout.write(values.json ? `${JSON.stringify({ store: where, ...report }, null, 2)}\n` : formatReport(report, where));
+    const anchorsNote = sources.length === 0 && target.anchorSinks?.length ? 'NOT compared with the checkpoints anchored in S3 (add --s3)' : undefined;
+    process.stdout.write(values.json ? `${JSON.stringify({ store: where, ...report }, null, 2)}\n` : formatReport(report, where, anchorsNote));
     return report.ok ? 0 : 1;
   } catch (error) {
     const message = error instanceof ConfigError
@@ -169,6 +208,55 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     return 2;
   } finally {
     await db?.close().catch(() => undefined);
+  }
+}
+
+interface AnchorSourceSpec {
+  readonly client: S3Client;
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly pipeline: string;
+  readonly where: string;
+}
+
+/** The S3 locations to compare with: the flags, or the pipeline's anchoring s3 sinks with --s3. */
+function anchorSources(values: Record<string, string | boolean | undefined>, target: Target): AnchorSourceSpec[] {
+  const flagged = ['s3-prefix', 's3-endpoint', 's3-region', 's3-path-style'].filter((flag) => values[flag] !== undefined);
+  const bucket = values['s3-bucket'] as string | undefined;
+  if (!bucket && flagged.length > 0) throw new UsageError(`--${flagged[0]} needs --s3-bucket`);
+  if (!bucket && !values.s3) return [];
+  const pipeline = (values.pipeline as string | undefined) ?? target.pipeline ?? 'default';
+  // The verifier may retry reads (the sink makes one attempt per pipeline attempt).
+  const readOnly = (config: ReturnType<typeof clientConfig>) => new S3Client({ ...config, maxAttempts: 3 });
+  const spec = (client: S3Client, b: string, prefix: string): AnchorSourceSpec => ({
+    client, bucket: b, prefix, pipeline, where: `s3://${b}/${checkpointFolder(prefix, pipeline)}`,
+  });
+  if (bucket) {
+    const settings = s3Settings({
+      bucket, prefix: (values['s3-prefix'] as string | undefined) ?? 'auditpipe',
+      endpoint: (values['s3-endpoint'] as string | undefined) ?? '', region: (values['s3-region'] as string | undefined) ?? '',
+      force_path_style: Boolean(values['s3-path-style']), access_key_id: '', secret_access_key: '', session_token: '',
+      lock_mode: 'COMPLIANCE', retention: '1d', legal_hold: false, checksum: 'sha256', dedup: 'if-none-match',
+      anchor_checkpoints: true, connect_timeout_ms: 10_000, anchor_timeout_ms: 30_000,
+    });
+    return [spec(readOnly(clientConfig(settings)), bucket, settings.prefix)];
+  }
+  if (!target.anchorSinks?.length) {
+    throw new UsageError(`--s3: ${target.pipeline ? `pipeline "${target.pipeline}" has no s3 sink with anchor_checkpoints` : 'no config names the anchoring bucket'}; give --s3-bucket (and --s3-endpoint, --s3-prefix) instead`);
+  }
+  return target.anchorSinks.map((sink) => spec(readOnly(clientConfig(s3Settings(sink))), sink.bucket, sink.prefix));
+}
+
+async function readAnchors(source: AnchorSourceSpec) {
+  try {
+    return await readAnchoredCheckpoints(source, AbortSignal.timeout(300_000));
+  } catch (error) {
+    const e = error as Error & { $metadata?: { httpStatusCode?: number } };
+    const status = e.$metadata?.httpStatusCode;
+    throw new UsageError(`cannot read the anchored checkpoints in ${source.where}: ${e.name}: ${e.message || 'no message'}${status ? ` (HTTP ${status})` : ''}`);
+  } finally {
+    // Used once; its sockets must not keep the process alive.
+    source.client.destroy();
   }
 }
 

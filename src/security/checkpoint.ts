@@ -171,12 +171,26 @@ export function verifyCheckpointSignature(text: string, signature: string, publi
 export const FIRST_PREVIOUS = GENESIS_HASH;
 
 /**
+ * What an anchor receives: the signed checkpoint and, when the heads changed since the previous
+ * checkpoint (and there are at most `MAX_ANCHORED_HEADS`), the heads it commits to as
+ * `[actor, seq, hash]` in leaf order. The heads are not signed themselves; a reader checks them
+ * against the signed root, and with them a verifier can name the actor whose chain was rewritten.
+ */
+export interface AnchoredCheckpointPayload extends SignedCheckpoint {
+  readonly heads?: ReadonlyArray<readonly [string, number, string]>;
+}
+
+/** Above this many actors an anchored checkpoint carries only its root (an object stays ≲ 16 MiB). */
+export const MAX_ANCHORED_HEADS = 100_000;
+
+/**
  * Somewhere a signed checkpoint is also written (e.g. S3 Object Lock), so rewriting the
  * database cannot rewrite history. Registered under `checkpointAnchorsToken(pipeline)` as a list.
  */
 export interface CheckpointAnchor {
   readonly name: string;
-  anchor(checkpoint: SignedCheckpoint): Promise<void>;
+  /** Stores every field of `checkpoint` (the heads included when present). */
+  anchor(checkpoint: AnchoredCheckpointPayload): Promise<void>;
 }
 
 export function checkpointAnchorsToken(pipeline: string): string {

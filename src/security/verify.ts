@@ -48,7 +48,10 @@ export type FindingKind =
   | 'hash-mismatch' | 'link-broken' | 'gap' | 'record-mismatch' | 'malformed-record' | 'head-mismatch'
   | 'truncated' | 'checkpoint-mismatch' | 'checkpoint-regression' | 'checkpoint-malformed'
   | 'checkpoint-signature' | 'checkpoint-link' | 'checkpoint-missing' | 'checkpoint-root' | 'no-checkpoint'
-  | 'no-public-key';
+  | 'no-public-key'
+  // Against checkpoints anchored outside the database (S3 Object Lock), `auditpipe verify --s3`:
+  | 'anchor-malformed' | 'anchor-overwritten' | 'anchor-signature' | 'anchor-missing-in-store' | 'anchor-mismatch'
+  | 'anchor-truncated';
 
 export interface Finding {
   readonly kind: FindingKind;
@@ -66,6 +69,21 @@ export interface VerifyOptions {
   readonly publicKey?: { readonly publicKey: KeyObject; readonly keyId: string };
   /** Stop listing findings after this many (they are still counted). */
   readonly maxFindings?: number;
+  /** Checkpoints anchored outside the database, already compared with the store's checkpoints by the caller. */
+  readonly anchors?: readonly AnchorEvidence[];
+}
+
+/**
+ * What an external anchor (S3 Object Lock) contributes: the findings of reading and comparing
+ * the anchored checkpoints, and the heads the validly signed ones attest (checked against their
+ * signed roots), which every row must still match.
+ */
+export interface AnchorEvidence {
+  /** For the report, e.g. `s3://bucket/prefix/pipeline/checkpoints/`. */
+  readonly where: string;
+  readonly checkpoints: number;
+  readonly findings: readonly Finding[];
+  readonly claims: ReadonlyArray<{ readonly checkpoint: number; readonly heads: readonly ChainHead[] }>;
 }
 
 export interface VerifyReport {
@@ -77,6 +95,8 @@ export interface VerifyReport {
   /** Events written after the last checkpoint: their chains verify, but no signature covers them yet. */
   readonly uncoveredEvents: number;
   readonly publicKeyId?: string;
+  /** Present when anchored checkpoints were compared: where, and how many. */
+  readonly anchors?: ReadonlyArray<{ readonly where: string; readonly checkpoints: number }>;
   readonly findingsTotal: number;
   readonly findings: readonly Finding[];
   readonly elapsedMs: number;
@@ -172,6 +192,25 @@ export async function verifyStore(source: VerifySource, options: VerifyOptions =
   const finalClaims = new Map<string, number>();
   if (last) for (const head of previousHeads) finalClaims.set(head.actor, head.seq);
 
+  // Heads attested by anchored checkpoints: the database cannot have rewritten these.
+  const anchored = new Map<string, Map<number, Claim & { readonly where: string }>>();
+  for (const evidence of options.anchors ?? []) {
+    for (const finding of evidence.findings) add(finding);
+  }
+  for (const { checkpoint, heads, where } of (options.anchors ?? []).flatMap((e) => e.claims.map((c) => ({ ...c, where: e.where })))) {
+    for (const head of heads) {
+      if (options.actor !== undefined && head.actor !== options.actor) continue;
+      let byActor = anchored.get(head.actor);
+      if (!byActor) anchored.set(head.actor, (byActor = new Map()));
+      const existing = byActor.get(head.seq);
+      if (existing && existing.hash !== head.hash) {
+        add({ kind: 'anchor-mismatch', actor: head.actor, sequence: head.seq, checkpoint, detail: `anchored checkpoints ${existing.checkpoint} and ${checkpoint} attest different hashes for this sequence` });
+      } else if (!existing) {
+        byActor.set(head.seq, { hash: head.hash, checkpoint, where });
+      }
+    }
+  }
+
   // 2. Chains: every row recomputed from its stored bytes, in sequence order.
   let actors = 0;
   let events = 0;
@@ -217,6 +256,13 @@ export async function verifyStore(source: VerifySource, options: VerifyOptions =
         }
         claims.get(row.actor)!.delete(row.seq);
       }
+      const anchoredClaim = anchored.size > 0 ? anchored.get(row.actor)?.get(row.seq) : undefined;
+      if (anchoredClaim) {
+        if (anchoredClaim.hash !== row.hash) {
+          add({ ...at, kind: 'anchor-mismatch', checkpoint: anchoredClaim.checkpoint, detail: `checkpoint ${anchoredClaim.checkpoint} anchored in ${anchoredClaim.where} attests hash ${short(anchoredClaim.hash)}, the row has ${short(row.hash)}: this chain was rewritten after it was anchored` });
+        }
+        anchored.get(row.actor)!.delete(row.seq);
+      }
       if (row.seq > (finalClaims.get(row.actor) ?? 0)) uncoveredEvents += 1;
       expectedSeq = row.seq + 1;
       previousHash = row.hash;
@@ -229,6 +275,13 @@ export async function verifyStore(source: VerifySource, options: VerifyOptions =
     for (const [seq, claim] of bySeq) {
       const tail = tails.get(claimActor)?.seq ?? 0;
       add({ kind: 'truncated', actor: claimActor, sequence: seq, checkpoint: claim.checkpoint, detail: `checkpoint ${claim.checkpoint} attests sequence ${seq}, but the stored chain ${tail === 0 ? 'is empty' : `ends at ${tail}`}` });
+    }
+  }
+
+  for (const [claimActor, bySeq] of anchored) {
+    for (const [seq, claim] of bySeq) {
+      const tail = tails.get(claimActor)?.seq ?? 0;
+      add({ kind: 'anchor-truncated', actor: claimActor, sequence: seq, checkpoint: claim.checkpoint, detail: `checkpoint ${claim.checkpoint} anchored in ${claim.where} attests sequence ${seq}, but the stored chain ${tail === 0 ? 'is empty' : `ends at ${tail}`}` });
     }
   }
 
@@ -257,6 +310,7 @@ export async function verifyStore(source: VerifySource, options: VerifyOptions =
     ...(last ? { lastCheckpoint: { number: last.body.number, time: last.body.time, events: last.body.events, hash: last.hash } } : {}),
     uncoveredEvents,
     ...(options.publicKey ? { publicKeyId: options.publicKey.keyId } : {}),
+    ...(options.anchors ? { anchors: options.anchors.map((e) => ({ where: e.where, checkpoints: e.checkpoints })) } : {}),
     findingsTotal,
     findings,
     elapsedMs: Math.round(performance.now() - started),
@@ -294,7 +348,11 @@ function checkRecord(row: VerifyRow, add: (finding: Finding) => void): void {
 }
 
 export function parseHeads(text: string): ChainHead[] {
-  const value: unknown = JSON.parse(text);
+  return parseHeadsValue(JSON.parse(text));
+}
+
+/** `[[actor, seq, hash], ...]` (already parsed JSON), sorted as in the Merkle tree, as heads. */
+export function parseHeadsValue(value: unknown): ChainHead[] {
   if (!Array.isArray(value)) throw new Error('heads must be a JSON array');
   const heads = value.map((item: unknown, i): ChainHead => {
     if (!Array.isArray(item) || item.length !== 3 || typeof item[0] !== 'string' || !Number.isSafeInteger(item[1]) || item[1] < 1 || !isHashHex(item[2])) {

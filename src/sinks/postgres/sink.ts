@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Batch, ComponentContext, JsonValue, Sink, WriteResult, EventId } from '../../public/index.ts';
 import { chainStoreToken } from '../../security/chain.ts';
-import { checkpointAnchorsToken, type CheckpointAnchor, type SignedCheckpoint } from '../../security/checkpoint.ts';
+import { checkpointAnchorsToken, type AnchoredCheckpointPayload, type CheckpointAnchor, type SignedCheckpoint } from '../../security/checkpoint.ts';
 import { loadPrivateKeyEnv, loadPrivateKeyFile, writeKeyPair, type CheckpointKey } from '../../security/keys.ts';
 import { openEmbedded, openPostgres, type ChainDb } from './db.ts';
 import { migrate } from './migrations.ts';
@@ -143,7 +143,7 @@ export class PostgresChainSink implements Sink {
   private async writeCheckpoint(): Promise<SignedCheckpoint | undefined> {
     if (!this.store || !this.key) return undefined;
     const labels = { pipeline: this.ctx.pipeline };
-    let signed: SignedCheckpoint;
+    let signed: AnchoredCheckpointPayload;
     try {
       signed = await this.store.writeCheckpoint(this.key, this.origin);
     } catch (error) {

@@ -10,7 +10,8 @@ import {
   type ChainPage, type ChainPosition, type ChainQuery, type ChainRecord, type ChainStoreReader, type ChainSummary,
 } from '../../security/chain.ts';
 import {
-  FIRST_PREVIOUS, headsRoot, parseCheckpoint, signCheckpoint, sortHeads, type ChainHead, type SignedCheckpoint,
+  FIRST_PREVIOUS, headsRoot, MAX_ANCHORED_HEADS, parseCheckpoint, signCheckpoint, sortHeads,
+  type AnchoredCheckpointPayload, type ChainHead,
 } from '../../security/checkpoint.ts';
 import type { CheckpointKey } from '../../security/keys.ts';
 import { formatHeads, type StoredCheckpoint, type VerifyRow, type VerifySource } from '../../security/verify.ts';
@@ -184,7 +185,7 @@ export class ChainStore implements ChainStoreReader, VerifySource {
    * Signs and stores the next checkpoint over every head, chained to the previous one. Writers
    * in several processes take turns through an advisory lock, so numbers never collide.
    */
-  async writeCheckpoint(key: CheckpointKey, origin: string, now = new Date()): Promise<SignedCheckpoint> {
+  async writeCheckpoint(key: CheckpointKey, origin: string, now = new Date()): Promise<AnchoredCheckpointPayload> {
     return this.db.transaction(async (tx) => {
       await sql`SELECT pg_advisory_xact_lock(hashtext(${`auditpipe:checkpoint:${this.schema}`}))`.execute(tx);
       const last = await sql<{ number: string | number; body: string; hash: string }>`
@@ -207,7 +208,10 @@ export class ChainStore implements ChainStoreReader, VerifySource {
       await sql`INSERT INTO ${this.checkpoints_} (number, created_at, body, hash, signature, key_id, heads)
         VALUES (${signed.number}, ${signed.time}, ${signed.text}, ${signed.hash}, ${signed.signature}, ${signed.keyId},
           ${root === previousRoot ? null : formatHeads(heads)})`.execute(tx);
-      return signed;
+      // Anchors get the heads when they changed, so a verifier can name a rewritten actor.
+      return root === previousRoot || heads.length > MAX_ANCHORED_HEADS
+        ? signed
+        : { ...signed, heads: heads.map((head) => [head.actor, head.seq, head.hash] as const) };
     });
   }
 

@@ -5,12 +5,16 @@
 import { GetObjectCommand, ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { KeyObject } from 'node:crypto';
 import {
-  checkpointHash, CheckpointFormatError, parseCheckpoint, verifyCheckpointSignature,
+  checkpointHash, CheckpointFormatError, headsRoot, parseCheckpoint, verifyCheckpointSignature, type ChainHead,
 } from '../../security/checkpoint.ts';
+import { parseHeadsValue, type AnchorEvidence } from '../../security/verify.ts';
 import { checkpointFolder, META_CONTENT_SHA256, sha256Hex } from './object.ts';
 
-/** Largest checkpoint object read; a signed checkpoint is a few hundred bytes. */
-const MAX_CHECKPOINT_OBJECT_BYTES = 64 * 1024;
+/**
+ * Largest checkpoint object read: a signed checkpoint is a few hundred bytes, plus up to
+ * MAX_ANCHORED_HEADS heads of at most ~100 bytes each when its heads changed.
+ */
+const MAX_CHECKPOINT_OBJECT_BYTES = 32 * 1024 * 1024;
 
 export interface AnchoredCheckpoint {
   readonly key: string;
@@ -21,6 +25,8 @@ export interface AnchoredCheckpoint {
   readonly hash: string;
   readonly signature: string;
   readonly keyId: string;
+  /** The heads the checkpoint commits to (checked against its signed root), when the object carries them. */
+  readonly heads?: readonly ChainHead[];
 }
 
 export type AnchorFindingKind =
@@ -112,7 +118,19 @@ export function parseAnchoredObject(key: string, versionId: string, body: Buffer
   try {
     const checkpoint = parseCheckpoint(text);
     if (checkpointHash(text) !== hash) return malformed(`hash ${hash} is not the SHA-256 of the checkpoint text`);
-    return { checkpoint: { key, versionId, number: checkpoint.number, time: checkpoint.time, text, hash, signature, keyId } };
+    let heads: ChainHead[] | undefined;
+    if (value.heads !== undefined) {
+      try {
+        heads = parseHeadsValue(value.heads);
+      } catch (error) {
+        return malformed(`heads: ${(error as Error).message}`);
+      }
+      const events = heads.reduce((n, head) => n + head.seq, 0);
+      if (headsRoot(heads) !== checkpoint.root || heads.length !== checkpoint.actors || events !== checkpoint.events) {
+        return malformed('the heads stored with the checkpoint do not match its signed root, actor and event counts');
+      }
+    }
+    return { checkpoint: { key, versionId, number: checkpoint.number, time: checkpoint.time, text, hash, signature, keyId, ...(heads ? { heads } : {}) } };
   } catch (error) {
     return malformed(error instanceof CheckpointFormatError ? error.message : String(error));
   }
@@ -148,4 +166,34 @@ export function compareAnchors(
     }
   }
   return findings;
+}
+
+/**
+ * Everything `auditpipe verify --s3` adds to a store's verification: the findings of reading
+ * the anchors and of comparing them with the store's checkpoints, and the heads of every validly
+ * signed anchored checkpoint, which the verifier then checks row by row (naming the actor).
+ */
+export function anchorEvidence(
+  read: { readonly checkpoints: readonly AnchoredCheckpoint[]; readonly findings: readonly AnchorFinding[] },
+  stored: readonly StoreCheckpoint[],
+  publicKey: { readonly publicKey: KeyObject; readonly keyId: string } | undefined,
+  where: string,
+): AnchorEvidence {
+  const compared = compareAnchors(read.checkpoints, stored, publicKey);
+  const unsigned = new Set(compared.filter((f) => f.kind === 'anchor-signature').map((f) => f.key));
+  return {
+    where,
+    checkpoints: read.checkpoints.length,
+    findings: [...read.findings, ...compared].map((finding) => ({
+      kind: finding.kind,
+      actor: null,
+      sequence: null,
+      ...(finding.checkpoint !== null ? { checkpoint: finding.checkpoint } : {}),
+      detail: `${finding.detail} (object ${finding.key})`,
+    })),
+    // Without a trusted key nothing anchored is trusted; the verifier reports the missing key.
+    claims: publicKey
+      ? read.checkpoints.filter((c) => c.heads && !unsigned.has(c.key)).map((c) => ({ checkpoint: c.number, heads: c.heads! }))
+      : [],
+  };
 }

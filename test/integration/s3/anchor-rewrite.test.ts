@@ -2,7 +2,8 @@
  * Why checkpoints are anchored: an attacker with the database *and* the checkpoint signing key
  * rewrites one actor's whole chain consistently (hashes recomputed, head row updated) and
  * replaces the checkpoints with freshly signed ones. The database alone then verifies clean; the
- * checkpoints locked in S3 do not match it.
+ * checkpoints locked in S3 do not match it, and `auditpipe verify --s3` (run as a child process,
+ * as an operator would) names the rewritten actor.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -16,9 +17,9 @@ import { openPostgres } from '../../../src/sinks/postgres/db.ts';
 import { ChainStore } from '../../../src/sinks/postgres/store.ts';
 import { compareAnchors, readAnchoredCheckpoints } from '../../../src/sinks/s3/anchors.ts';
 import { startEngine } from '../../helpers/engine.ts';
-import { uniqueName } from '../../helpers/servers.ts';
+import { serverEnv, uniqueName } from '../../helpers/servers.ts';
 import { waitFor } from '../nats/helpers.ts';
-import { adminQuery, createDatabase, databaseUrl, dropDatabase } from '../postgres/helpers.ts';
+import { adminQuery, createDatabase, databaseUrl, dropDatabase, runCliSync, verifyJson } from '../postgres/helpers.ts';
 import { bucketName, createBucket, s3Client, s3SinkConfig } from './s3-helpers.ts';
 
 const EVENTS = 60;
@@ -30,6 +31,7 @@ describe('anchored checkpoints catch a consistently rewritten database', () => {
   const prefix = uniqueName('rewrite');
   let database: string;
   let bucket: string;
+  let configArgs: string[];
 
   before(async () => {
     writeKeyPair(keyFile);
@@ -46,6 +48,7 @@ describe('anchored checkpoints catch a consistently rewritten database', () => {
         ],
       }],
     });
+    configArgs = ['--config', path.join(t.dir, 'auditpipe.yml'), '--plugins', path.join(t.dir, 'plugins.json'), '--public-key', `${keyFile}.pub`];
     try {
       const lines = Array.from({ length: EVENTS }, (_, i) => JSON.stringify({ id: `${prefix}-${i}`, actorId: ['alice', 'bob', 'carol'][i % 3], action: 'read', n: i }));
       const res = await fetch(`${t.url('ledger')}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: lines.join('\n') + '\n' });
@@ -66,9 +69,14 @@ describe('anchored checkpoints catch a consistently rewritten database', () => {
       const anchored = await readAnchoredCheckpoints({ client: s3, bucket, prefix, pipeline: 'ledger' });
       assert.deepEqual(anchored.findings, []);
       assert.deepEqual(compareAnchors(anchored.checkpoints, await store.checkpoints(), loadPublicKeyFile(`${keyFile}.pub`)), []);
+      assert.ok(anchored.checkpoints.some((c) => c.heads?.length === 3), 'anchored checkpoints carry the heads they commit to');
     } finally {
       await store.db.close();
     }
+    const { code, report, stderr } = verifyJson([...configArgs, '--s3']);
+    assert.equal(code, 0, `${JSON.stringify(report.findings)} ${stderr}`);
+    assert.equal(report.events, EVENTS);
+    assert.ok((report as unknown as { anchors: Array<{ checkpoints: number }> }).anchors[0]!.checkpoints > 0);
   });
 
   it('reports alice\'s chain rewritten with recomputed hashes and re-signed checkpoints, which the database alone cannot show', async () => {
@@ -109,5 +117,47 @@ describe('anchored checkpoints catch a consistently rewritten database', () => {
     } finally {
       await store.db.close();
     }
+  });
+
+  it('auditpipe verify --s3 exits 1 naming the rewritten actor; without --s3 the database alone passes', () => {
+    const alone = runCliSync(['verify', ...configArgs]);
+    assert.equal(alone.code, 0, alone.stdout + alone.stderr);
+    assert.match(alone.stdout, /INTACT/);
+    assert.match(alone.stdout, /NOT compared with the checkpoints anchored in S3 \(add --s3\)/);
+
+    const human = runCliSync(['verify', ...configArgs, '--s3']);
+    assert.equal(human.code, 1, human.stdout + human.stderr);
+    assert.match(human.stdout, /anchor-mismatch: actor "alice" sequence \d+: checkpoint \d+ anchored in s3:\/\//);
+    assert.doesNotMatch(human.stdout, /actor "(bob|carol)"/);
+
+    const { code, report } = verifyJson([...configArgs, '--s3']);
+    assert.equal(code, 1);
+    const byActor = report.findings.filter((f) => f.actor !== null);
+    assert.ok(byActor.length > 0, JSON.stringify(report.findings));
+    for (const finding of byActor) {
+      assert.equal(finding.actor, 'alice', finding.detail);
+      assert.equal(finding.kind, 'anchor-mismatch', finding.detail);
+    }
+    assert.ok(report.findings.some((f) => f.kind === 'anchor-mismatch' && f.actor === null && f.checkpoint === 1), 'the rewritten checkpoint 1 itself');
+
+    // The same without a config: the store by URL, the bucket by flags, credentials from the standard AWS environment.
+    const direct = verifyJson([
+      '--database-url', databaseUrl(database), '--public-key', `${keyFile}.pub`, '--pipeline', 'ledger',
+      '--s3-bucket', bucket, '--s3-prefix', prefix, '--s3-endpoint', serverEnv('S3_ENDPOINT'), '--s3-path-style',
+      '--s3-region', process.env.S3_REGION ?? 'us-east-1',
+    ], { AWS_ACCESS_KEY_ID: serverEnv('S3_ACCESS_KEY'), AWS_SECRET_ACCESS_KEY: serverEnv('S3_SECRET_KEY') });
+    assert.equal(direct.code, 1, direct.stderr);
+    assert.ok(direct.report.findings.some((f) => f.kind === 'anchor-mismatch' && f.actor === 'alice'));
+  });
+
+  it('auditpipe verify --s3 cannot read the anchors: exit 2 with the reason, no secret printed', () => {
+    const result = runCliSync([
+      'verify', '--database-url', databaseUrl(database), '--public-key', `${keyFile}.pub`, '--pipeline', 'ledger',
+      '--s3-bucket', bucket, '--s3-prefix', prefix, '--s3-endpoint', serverEnv('S3_ENDPOINT'), '--s3-path-style',
+      '--s3-region', process.env.S3_REGION ?? 'us-east-1',
+    ], { AWS_ACCESS_KEY_ID: serverEnv('S3_ACCESS_KEY'), AWS_SECRET_ACCESS_KEY: 'wrong-secret-value' });
+    assert.equal(result.code, 2, result.stdout + result.stderr);
+    assert.match(result.stderr, /cannot read the anchored checkpoints in s3:\/\//);
+    assert.doesNotMatch(result.stderr, /wrong-secret-value/);
   });
 });
