@@ -16,6 +16,7 @@ export interface KafkaSinkConfig {
   ack_timeout_ms: number;
   send_retries: number;
   max_request_bytes: number;
+  dedup_window_events: number;
 }
 
 /** A list of brokers from a YAML list or a comma-separated string (e.g. from ${KAFKA_BROKERS}). */
@@ -67,6 +68,7 @@ export const kafkaSinkSchema = {
   ack_timeout_ms: { doc: 'How long the broker may wait for all in-sync replicas (acks=all).', format: 'positive-int', default: 30000 },
   send_retries: { doc: 'Retries of one produce call inside an attempt (the broker deduplicates them).', format: 'positive-int', default: 5 },
   max_request_bytes: { doc: 'Largest chunk of a batch per produce call; keep it under the topic\'s max.message.bytes.', format: 'positive-int', default: 900_000 },
+  dedup_window_events: { doc: 'Acknowledged event ids remembered so a redelivered event is not produced again (0 disables; about 100 bytes each).', format: 'nat', default: 100_000 },
 };
 
 export function kafkaSettings(config: KafkaSinkConfig): KafkaSinkSettings {
@@ -97,6 +99,7 @@ export function kafkaSettings(config: KafkaSinkConfig): KafkaSinkSettings {
     ackTimeoutMs: config.ack_timeout_ms,
     sendRetries: config.send_retries,
     maxRequestBytes: config.max_request_bytes,
+    dedupWindowEvents: config.dedup_window_events,
   };
 }
 

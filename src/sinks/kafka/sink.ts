@@ -26,6 +26,25 @@ export interface KafkaSinkSettings {
   readonly sendRetries: number;
   /** Largest chunk of a batch sent in one produce call; keeps each record batch under the topic's max.message.bytes. */
   readonly maxRequestBytes: number;
+  /** Event ids the broker acknowledged that this process remembers, so a redelivered event is not produced twice. */
+  readonly dedupWindowEvents: number;
+}
+
+/** The most recent `capacity` ids, oldest forgotten first. */
+export class RecentIds {
+  private readonly ids = new Set<string>();
+  private readonly capacity: number;
+  constructor(capacity: number) {
+    this.capacity = capacity;
+  }
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+  add(id: string): void {
+    if (this.capacity === 0 || this.ids.has(id)) return;
+    this.ids.add(id);
+    if (this.ids.size > this.capacity) this.ids.delete(this.ids.values().next().value!);
+  }
 }
 
 /** How long close() waits for a send still in progress before disconnecting. */
@@ -116,12 +135,18 @@ export class KafkaSink implements Sink {
   private readonly progress = new WeakMap<Batch, BatchProgress>();
   private lastSendFailed = false;
   private closed = false;
+  /**
+   * A send the pipeline gave up on (timeout) may still complete, and the batch is then redelivered;
+   * remembering acknowledged ids keeps that redelivery from producing the records again.
+   */
+  private readonly acknowledged: RecentIds;
 
   constructor(settings: KafkaSinkSettings, context: ComponentContext) {
     this.settings = settings;
     this.context = context;
     this.log = context.logger;
     this.kafka = new Kafka(kafkaConfig(settings, context.configDir, this.log));
+    this.acknowledged = new RecentIds(settings.dedupWindowEvents);
   }
 
   /** Checks the topic exists (or creates it when configured to) and connects the producer. */
@@ -160,7 +185,8 @@ export class KafkaSink implements Sink {
   async write(batch: Batch, signal: AbortSignal): Promise<WriteResult | void> {
     let progress = this.progress.get(batch);
     if (!progress) {
-      progress = { chunks: chunkEvents(batch.events, this.settings.maxRequestBytes), next: 0, rejected: [], running: undefined, signal };
+      const fresh = batch.events.filter((event) => !this.acknowledged.has(event.id));
+      progress = { chunks: chunkEvents(fresh, this.settings.maxRequestBytes), next: 0, rejected: [], running: undefined, signal };
       this.progress.set(batch, progress);
     }
     progress.signal = signal;
@@ -210,6 +236,7 @@ export class KafkaSink implements Sink {
           compression: this.settings.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
         });
         this.lastSendFailed = false;
+        for (const event of chunk) this.acknowledged.add(event.id);
       } catch (error) {
         this.lastSendFailed = true;
         // kafkajs rolls its sequence numbers back when a send fails, even when the broker may have

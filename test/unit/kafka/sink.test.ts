@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { toEvent } from '../../../src/public/index.ts';
 import { validateSection } from '../../../src/core/config.ts';
-import { chunkEvents, toMessage } from '../../../src/sinks/kafka/sink.ts';
+import { chunkEvents, RecentIds, toMessage } from '../../../src/sinks/kafka/sink.ts';
 import { kafkaSettings, kafkaSinkSchema, type KafkaSinkConfig } from '../../../src/sinks/kafka/index.ts';
 
 const event = (id: string, actorId?: string, size = 10) =>
@@ -73,4 +73,18 @@ describe('kafka config', () => {
     const { config } = validate({ brokers: ['127.0.0.1:9092'], topic: 't', sasl: { mechanism: 'scram-sha-512', password: 'p4ssw0rd-secret' } });
     assert.throws(() => kafkaSettings(config!), (error: Error) => /sasl\.username/.test(error.message) && !error.message.includes('p4ssw0rd'));
   });
+});
+
+it('RecentIds remembers the newest ids up to its capacity', async () => {
+  const ids = new RecentIds(2);
+  ids.add('a');
+  ids.add('b');
+  ids.add('a');
+  ids.add('c');
+  assert.equal(ids.has('a'), false);
+  assert.equal(ids.has('b'), true);
+  assert.equal(ids.has('c'), true);
+  const off = new RecentIds(0);
+  off.add('x');
+  assert.equal(off.has('x'), false);
 });
