@@ -8,6 +8,11 @@
   helper.py tcp PORT             exit 0 if something accepts on 127.0.0.1:PORT
   helper.py kafka PORT           exit 0 if the broker on 127.0.0.1:PORT answers a
                                  Metadata request listing at least one broker
+  helper.py kafka-warm PORT N SECS
+                                 wait (up to SECS) until the group coordinator
+                                 answers for all N __consumer_offsets partitions,
+                                 the transaction coordinator exists and an
+                                 idempotent producer id can be allocated
   helper.py kafka-id             print a random Kafka cluster id (base64url, 22 chars)
   helper.py secret [BYTES]       print a random hex secret
 
@@ -173,6 +178,85 @@ def kafka(port):
     sys.exit(0 if corr == 7 and brokers >= 1 else 1)
 
 
+def java_hash(text):
+    h = 0
+    for ch in text.encode("utf-16-be").decode("utf-16-be"):
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+class KafkaConn:
+    def __init__(self, port):
+        self.port = int(port)
+        self.sock = None
+        self.corr = 0
+
+    def call(self, api_key, version, body):
+        if self.sock is None:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            self.sock.settimeout(5)
+        self.corr += 1
+        client_id = b"auditpipe-warmup"
+        req = struct.pack(">hhih", api_key, version, self.corr, len(client_id)) + client_id + body
+        try:
+            self.sock.sendall(struct.pack(">i", len(req)) + req)
+            (size,) = struct.unpack(">i", recv_exact(self.sock, 4))
+            resp = recv_exact(self.sock, size)
+        except OSError:
+            self.sock.close()
+            self.sock = None
+            raise
+        (corr,) = struct.unpack(">i", resp[:4])
+        if corr != self.corr:
+            raise OSError("correlation id mismatch")
+        return resp[4:]
+
+
+def kstr(text):
+    raw = text.encode()
+    return struct.pack(">h", len(raw)) + raw
+
+
+def kafka_warm(port, partitions, secs):
+    """Error codes: 0 ok; 14/15/16 coordinator loading / not available / not coordinator."""
+    import time
+
+    deadline = time.monotonic() + float(secs)
+    conn = KafkaConn(port)
+    groups, covered, i = [], set(), 0
+    while len(covered) < int(partitions):
+        gid = "auditpipe-warmup-%d" % i
+        part = abs(java_hash(gid)) % int(partitions)
+        if part not in covered:
+            covered.add(part)
+            groups.append(gid)
+        i += 1
+    # FindCoordinator v1 (api 10): key, key_type (0 group, 1 transaction)
+    # InitProducerId v1 (api 22): null transactional id, timeout
+    # OffsetFetch v2 (api 9): group, null topics -> error_code after topics array
+    checks = [("find group coordinator", 10, 1, kstr(groups[0]) + b"\x00", lambda r: struct.unpack(">h", r[4:6])[0])]
+    checks.append(("find transaction coordinator", 10, 1, kstr("auditpipe-warmup") + b"\x01",
+                   lambda r: struct.unpack(">h", r[4:6])[0]))
+    checks.append(("allocate producer id", 22, 1, struct.pack(">hi", -1, 60000),
+                   lambda r: struct.unpack(">h", r[4:6])[0]))
+    for gid in groups:
+        checks.append(("offsets of " + gid, 9, 2, kstr(gid) + struct.pack(">i", -1),
+                       lambda r: struct.unpack(">h", r[4:6])[0] if struct.unpack(">i", r[:4])[0] == 0 else 0))
+    last = "not started"
+    for label, api, ver, body, err_of in checks:
+        while True:
+            try:
+                err = err_of(conn.call(api, ver, body))
+            except OSError as e:
+                err = str(e)
+            if err == 0:
+                break
+            last = "%s: error %s" % (label, err)
+            if time.monotonic() > deadline:
+                sys.exit("kafka warm-up timed out (%s)" % last)
+            time.sleep(0.2)
+
+
 def kafka_id():
     while True:
         cid = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
@@ -195,6 +279,8 @@ def main(argv):
         tcp(args[0])
     elif cmd == "kafka":
         kafka(args[0])
+    elif cmd == "kafka-warm":
+        kafka_warm(args[0], args[1], args[2])
     elif cmd == "kafka-id":
         kafka_id()
     elif cmd == "secret":

@@ -34,10 +34,14 @@ PG_BIN="/usr/lib/postgresql/$PG_MAJOR/bin"
 # ------------------------------------------------------------------ tuning --
 KAFKA_HEAP_OPTS="${AUDITPIPE_KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 STOP_TIMEOUT="${AUDITPIPE_STOP_TIMEOUT:-30}"     # seconds before SIGKILL
+KAFKA_OFFSETS_PARTITIONS=10                      # __consumer_offsets partitions
 
 ALL_SERVERS=(nats postgres kafka s3 victorialogs)
 
 CACHE_DIR="${AUDITPIPE_SERVERS_CACHE:-$REPO_ROOT/.cache/servers}"
+# Second copy outside the checkout (hard links where possible), so a fresh
+# clone on the same machine (CI) reuses earlier builds. "off" disables it.
+MACHINE_CACHE="${AUDITPIPE_MACHINE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/auditpipe-servers}"
 RUN_DIR="$REPO_ROOT/.servers"
 LOG_DIR="$RUN_DIR/logs"
 PID_DIR="$RUN_DIR/pids"
@@ -257,6 +261,36 @@ need_tool() {  # TOOL NAME
   command -v "$1" >/dev/null 2>&1 || die "$2 needs '$1' on PATH"
 }
 
+artifact_dir() {  # NAME -> the versioned cache folder of that server
+  case "$1" in
+    nats) dirname "$(nats_bin)" ;;
+    s3) dirname "$(minio_bin)" ;;
+    victorialogs) dirname "$(vl_bin)" ;;
+    kafka) kafka_dir ;;
+  esac
+}
+
+# Copy (hard link where possible) one versioned folder between the checkout's
+# cache and the machine cache. Never fails the caller.
+_sync_dir() {  # FROM TO
+  local from="$1" to="$2" tmp
+  [[ -d "$from" && ! -e "$to" ]] || return 0
+  mkdir -p "$(dirname "$to")" 2>/dev/null || return 0
+  tmp="$(mktemp -d "$(dirname "$to")/.sync.XXXXXX" 2>/dev/null)" || return 0
+  if cp -al "$from/." "$tmp/" 2>/dev/null || cp -a "$from/." "$tmp/" 2>/dev/null; then
+    mv -T "$tmp" "$to" 2>/dev/null || rm -rf "$tmp"
+  else
+    rm -rf "$tmp"
+  fi
+  return 0
+}
+
+machine_copy() {  # NAME -> path of the machine-cache copy of that artifact
+  local d
+  d="$(artifact_dir "$1")"
+  echo "$MACHINE_CACHE/${d#"$CACHE_DIR"/}"
+}
+
 # Obtain every missing artifact for the given servers, all at the same time.
 ensure_artifacts() {
   local name pids=() names=() failed=0 i t0=$SECONDS
@@ -264,6 +298,10 @@ ensure_artifacts() {
   rm -rf "$CACHE_DIR"/.build.* 2>/dev/null || true
   for name in "$@"; do
     artifact_ready "$name" && continue
+    if [[ "$name" != postgres && "$MACHINE_CACHE" != off ]]; then
+      _sync_dir "$(machine_copy "$name")" "$(artifact_dir "$name")"
+      if artifact_ready "$name"; then log "$name: reused $(machine_copy "$name")"; continue; fi
+    fi
     case "$name" in
       nats|s3|victorialogs) need_tool go "building $name" ;;
       kafka) need_tool mvn "fetching Kafka"; need_tool java "Kafka" ;;
@@ -282,7 +320,12 @@ ensure_artifacts() {
   done
   [[ $failed -eq 0 ]] || die "could not obtain every server"
   if [[ ${#pids[@]} -gt 0 ]]; then log "obtained ${names[*]} in $((SECONDS - t0))s"; fi
-  for name in "$@"; do artifact_ready "$name" || die "$name artifact missing after build"; done
+  for name in "$@"; do
+    artifact_ready "$name" || die "$name artifact missing after build"
+    if [[ "$name" != postgres && "$MACHINE_CACHE" != off ]]; then
+      _sync_dir "$(artifact_dir "$name")" "$(machine_copy "$name")"
+    fi
+  done
 }
 
 # ----------------------------------------------------------------- process --
@@ -291,7 +334,7 @@ log_file() { echo "$LOG_DIR/$1.log"; }
 
 proc_start_time() {  # PID -> field 22 of /proc/PID/stat; fails for zombies
   local st f
-  read -r st <"/proc/$1/stat" 2>/dev/null || return 1
+  read -r st 2>/dev/null <"/proc/$1/stat" || return 1
   # shellcheck disable=SC2206
   f=(${st##*) })          # f[0] is field 3 (state), so field 22 is f[19]
   [[ "${f[0]}" != Z && "${f[0]}" != X ]] || return 1
@@ -362,7 +405,7 @@ any_alive() {  # PGID [PID...]
   shift
   local want=" $* "
   for d in /proc/[0-9]*; do
-    read -r st <"$d/stat" 2>/dev/null || continue
+    read -r st 2>/dev/null <"$d/stat" || continue
     # shellcheck disable=SC2206
     f=(${st##*) })          # f[0]=state f[1]=ppid f[2]=pgrp
     [[ "${f[0]}" == Z || "${f[0]}" == X ]] && continue
@@ -403,6 +446,11 @@ stop_server() {
     sleep 0.1
   done
   any_alive "$pid" "${kids[@]}" && die "$name (pid $pid) survived SIGKILL"
+  # let init reap the zombies (PostgreSQL takes a zombie postmaster for a live one)
+  for ((i = 0; i < 30; i++)); do
+    [[ -e "/proc/$pid" ]] || break
+    sleep 0.1
+  done
   rm -f "$(pid_file "$name")"
   printf '===== %s stopped %s (SIG%s) =====\n' "$(date -u +%FT%TZ)" "$name" "$sig" >>"$(log_file "$name")"
 }
@@ -464,6 +512,15 @@ health_nats() {
 start_postgres() {
   local data pw
   data="$(pg_data_dir)"
+  # After a crash (ctl.sh kill) the lock file names a dead (or zombie) PID;
+  # PostgreSQL would refuse to start while a zombie with that PID exists.
+  if [[ -f "$data/postmaster.pid" ]]; then
+    local old
+    old="$(head -n 1 "$data/postmaster.pid" 2>/dev/null || true)"
+    if [[ -z "$old" ]] || ! proc_start_time "$old" >/dev/null; then
+      rm -f "$data/postmaster.pid"
+    fi
+  fi
   if [[ ! -s "$data/PG_VERSION" ]]; then
     pw="$(mktemp "$RUN_DIR/.pgpw.XXXXXX")"
     printf '%s\n' "$PG_SUPERUSER_PASSWORD" >"$pw"
@@ -531,7 +588,7 @@ num.partitions=1
 default.replication.factor=1
 min.insync.replicas=1
 offsets.topic.replication.factor=1
-offsets.topic.num.partitions=10
+offsets.topic.num.partitions=$KAFKA_OFFSETS_PARTITIONS
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=10
@@ -558,6 +615,11 @@ health_kafka() {
     tail -c "+$((KAFKA_LOG_OFFSET + 1))" "$(log_file kafka)" 2>/dev/null | grep -q 'Kafka Server started' || return 1
   fi
   "${HELPER[@]}" kafka "$KAFKA_PORT"
+}
+
+# After every start: internal topics created and loaded (see helper.py).
+post_start_kafka() {
+  "${HELPER[@]}" kafka-warm "$KAFKA_PORT" "$KAFKA_OFFSETS_PARTITIONS" 90
 }
 
 start_s3() {
