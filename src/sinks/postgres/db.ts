@@ -63,6 +63,14 @@ export function openPostgres(options: PostgresOptions): ChainDb {
     healthy = false;
     options.onError?.(error);
   });
+  // pg-pool listens for errors only on idle clients. A checked-out client whose server goes away
+  // between two statements of a transaction emits 'error' with no listener, which would crash the
+  // process; the transaction itself fails on its next statement and the pipeline retries it.
+  pool.on('connect', (client) => {
+    client.on('error', () => {
+      healthy = false;
+    });
+  });
   const kysely = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
   const track = async <T>(work: () => Promise<T>): Promise<T> => {
     try {
