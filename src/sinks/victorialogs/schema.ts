@@ -11,6 +11,7 @@ export interface VictoriaLogsSinkConfig {
   gzip: boolean;
   connections: number;
   connect_timeout_ms: number;
+  keep_alive_timeout_ms: number;
   request_timeout_ms: number;
   bearer_token: string;
   username: string;
@@ -52,6 +53,7 @@ export const victoriaLogsSinkSchema = {
   gzip: { doc: 'Compress request bodies with gzip.', format: Boolean, default: false },
   connections: { doc: 'Keep-alive connections in the pool.', format: 'positive-int', default: 4 },
   connect_timeout_ms: { doc: 'TCP/TLS connect timeout.', format: 'positive-int', default: 5_000 },
+  keep_alive_timeout_ms: { doc: 'Idle keep-alive connections are closed after this; keep it below the server\'s idle timeout (VictoriaLogs: 5 s).', format: 'positive-int', default: 4_000 },
   request_timeout_ms: { doc: 'Bound on waiting for response headers and body; the pipeline attempt timeout (retry.timeout_ms) also aborts.', format: 'positive-int', default: 30_000 },
   bearer_token: { doc: 'Authorization: Bearer token (e.g. for vmauth).', format: String, default: '', sensitive: true },
   username: { doc: 'Basic auth user.', format: String, default: '' },

@@ -96,7 +96,10 @@ export class VictoriaLogsSink implements Sink {
       connectTimeout: config.connect_timeout_ms,
       headersTimeout: config.request_timeout_ms,
       bodyTimeout: config.request_timeout_ms,
-      keepAliveTimeout: 30_000,
+      // VictoriaLogs closes idle keep-alive connections after its -http.headerReadTimeout (5 s by
+      // default); dropping them first avoids sending a batch into a connection being closed.
+      keepAliveTimeout: config.keep_alive_timeout_ms,
+      keepAliveMaxTimeout: config.keep_alive_timeout_ms,
     });
     this.path = ingestPath(config);
     this.headers = requestHeaders(config);

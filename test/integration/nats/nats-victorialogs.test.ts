@@ -51,7 +51,14 @@ describe('NATS JetStream → VictoriaLogs', () => {
         return counts.size === 10_000 ? counts : undefined;
       }, 60_000, 500);
       assert.deepEqual([...stored.keys()].sort(), [...ids].sort());
-      assert.deepEqual([...stored.values()].filter((n) => n !== 1), [], 'every event stored exactly once');
+      const registry = engine.engine.metrics.registry;
+      const diagnosis = JSON.stringify({
+        duplicates: [...stored.values()].filter((n) => n !== 1).length,
+        sinkErrors: await metricValue(registry, 'auditpipe_sink_writes_total', { outcome: 'error' }),
+        redeliveries: await metricValue(registry, 'auditpipe_nats_redeliveries_total'),
+        naks: await metricValue(registry, 'auditpipe_events_nacked_total'),
+      });
+      assert.deepEqual([...stored.values()].filter((n) => n !== 1), [], `every event stored exactly once: ${diagnosis}`);
       assert.equal(await metricValue(engine.engine.metrics.registry, 'auditpipe_events_acked_total'), 10_000);
     } finally {
       await engine.stop();
