@@ -22,28 +22,9 @@ for ((i = ${#ALL_SERVERS[@]} - 1; i >= 0; i--)); do
   fi
 done
 
-# Servers whose pid file got lost: anything still running with a path inside
-# .servers/ on its command line.
-orphans() {
-  local d pid
-  for d in /proc/[0-9]*; do
-    pid="${d#/proc/}"
-    [[ "$pid" == "$$" || "$pid" == "$BASHPID" ]] && continue
-    tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "$RUN_DIR/" && echo "$pid"
-  done
-  return 0
-}
-mapfile -t left < <(orphans)
-if [[ ${#left[@]} -gt 0 ]]; then
-  log "stopping leftover processes without pid file: ${left[*]}"
-  kill -TERM "${left[@]}" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-    mapfile -t left < <(orphans)
-    [[ ${#left[@]} -eq 0 ]] && break
-    sleep 0.1
-  done
-  [[ ${#left[@]} -gt 0 ]] && kill -KILL "${left[@]}" 2>/dev/null || true
-fi
+# Servers whose pid file got lost: anything still running with its folder
+# under .servers/ on its command line.
+for n in "${ALL_SERVERS[@]}"; do stop_orphans "$n"; done
 
 # PostgreSQL data may live in /tmp behind a symlink (see pg_data_dir).
 if [[ -L "$RUN_DIR/postgres/data" ]]; then

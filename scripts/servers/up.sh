@@ -58,10 +58,8 @@ fail() {
 }
 
 T1=$SECONDS
-declare -A offset=()
 for n in "${todo[@]}"; do
   log "starting $n on 127.0.0.1:$(server_port "$n")"
-  offset[$n]="$(stat -c %s "$(log_file "$n")" 2>/dev/null || echo 0)"
   start_server "$n" || { started+=("$n"); fail "$n failed to start"; }
   started+=("$n")
 done
@@ -70,7 +68,7 @@ for n in "${todo[@]}"; do
   if ! wait_healthy "$n"; then
     # Someone may have taken a port between choosing and binding it: choose
     # new ports once and retry.
-    if tail -c "+$((${offset[$n]} + 1))" "$(log_file "$n")" 2>/dev/null | grep -qi 'address already in use'; then
+    if log_since_start "$n" | grep -qi 'address already in use'; then
       log "$n: port taken; choosing new ports and retrying"
       stop_server "$n"
       alloc_ports "$n"
