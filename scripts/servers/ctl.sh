@@ -56,7 +56,7 @@ do_start() {
   fi
   stop_server "$name"
   ensure_artifacts "$name"
-  start_server "$name" || { stop_server "$name" || true; die "$name failed to start"; }
+  start_server "$name" || { show_log_tail "$name"; stop_server "$name" || true; die "$name failed to start"; }
   wait_healthy "$name" || { stop_server "$name" || true; die "$name did not become healthy on 127.0.0.1:$(server_port "$name")"; }
   write_env
   log "$name up (pid $(server_pid "$name"), 127.0.0.1:$(server_port "$name"))"

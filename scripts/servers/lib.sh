@@ -422,7 +422,9 @@ any_alive() {  # PGID [PID...]
 orphan_pids() {  # NAME
   local f pid comm
   local -a hits
-  mapfile -t hits < <(grep -lzF -- "$RUN_DIR/$1/" /proc/[0-9]*/cmdline 2>/dev/null)
+  local -a pats=(-e "$RUN_DIR/$1/")
+  [[ "$1" == postgres ]] && pats+=(-e "$(pg_alt_dir)/")
+  mapfile -t hits < <(grep -lzF "${pats[@]}" /proc/[0-9]*/cmdline 2>/dev/null)
   for f in "${hits[@]}"; do
     pid="${f#/proc/}"; pid="${pid%/cmdline}"
     [[ "$pid" == "$$" || "$pid" == "$BASHPID" ]] && continue
@@ -507,6 +509,10 @@ as_pg() {
   fi
 }
 
+pg_alt_dir() { echo "${TMPDIR:-/tmp}/auditpipe-pg-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)"; }
+
+# The data dir as PostgreSQL sees it: symlinks resolved, so the postgres user
+# never has to pass through the checkout when the data lives in /tmp.
 pg_data_dir() {
   local base="$RUN_DIR/postgres" alt
   mkdir -p "$base"
@@ -516,7 +522,7 @@ pg_data_dir() {
     chown postgres:postgres "$base/data"; chmod 700 "$base/data"
     if ! as_pg test -w "$base/data" 2>/dev/null; then
       rmdir "$base/data"
-      alt="${TMPDIR:-/tmp}/auditpipe-pg-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)"
+      alt="$(pg_alt_dir)"
       rm -rf "$alt"; mkdir -p "$alt"; chmod 755 "$alt"
       mkdir -p "$alt/data"; chown postgres:postgres "$alt/data"; chmod 700 "$alt/data"
       ln -s "$alt/data" "$base/data"
@@ -551,6 +557,7 @@ health_nats() {
 start_postgres() {
   local data pw
   data="$(pg_data_dir)"
+  data="$(readlink -f "$data")"
   # After a crash (ctl.sh kill) the lock file names a dead (or zombie) PID;
   # PostgreSQL would refuse to start while a zombie with that PID exists.
   if [[ -f "$data/postmaster.pid" ]]; then
@@ -561,7 +568,7 @@ start_postgres() {
     fi
   fi
   if [[ ! -s "$data/PG_VERSION" ]]; then
-    pw="$(mktemp "$RUN_DIR/.pgpw.XXXXXX")"
+    pw="$(mktemp "$(dirname "$data")/.pgpw.XXXXXX")"
     printf '%s\n' "$PG_SUPERUSER_PASSWORD" >"$pw"
     [[ $EUID -eq 0 ]] && chown postgres "$pw"
     if ! as_pg "$PG_BIN/initdb" -D "$data" -U postgres --pwfile="$pw" -A scram-sha-256 \

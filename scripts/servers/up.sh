@@ -60,7 +60,12 @@ fail() {
 T1=$SECONDS
 for n in "${todo[@]}"; do
   log "starting $n on 127.0.0.1:$(server_port "$n")"
-  start_server "$n" || { started+=("$n"); fail "$n failed to start"; }
+  if ! start_server "$n"; then
+    started+=("$n")
+    log "$n failed to start; last lines of .servers/logs/$n.log:"
+    show_log_tail "$n"
+    fail "$n failed to start"
+  fi
   started+=("$n")
 done
 
@@ -72,7 +77,7 @@ for n in "${todo[@]}"; do
       log "$n: port taken; choosing new ports and retrying"
       stop_server "$n"
       alloc_ports "$n"
-      start_server "$n" || fail "$n failed to start"
+      start_server "$n" || { show_log_tail "$n"; fail "$n failed to start"; }
       wait_healthy "$n" || fail "$n did not become healthy"
     else
       fail "$n did not become healthy"
