@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// `npm run bench`: every benchmark, one after another on the same servers, into one JSON file
+// (bench/results/<time>.json) with the machine and settings; docs/benchmarks.md is written from
+// such a file. Starts the test servers when the environment names none, like `npm test`.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '..');
+const env = { ...process.env };
+let started = false;
+if (!env.NATS_URL) {
+  if (spawnSync('bash', ['scripts/servers/up.sh'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] }).status !== 0) process.exit(1);
+  started = true;
+  for (const line of readFileSync(path.join(root, '.servers/env'), 'utf8').split('\n')) {
+    const match = /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (match) env[match[1]] = match[2].replace(/^'(.*)'$/, '$1');
+  }
+}
+
+const minutes = process.env.BENCH_MEMORY_MINUTES ?? '10';
+const runs = [
+  ['http-ingest', ['bench/http-ingest.ts']],
+  ['nats-victorialogs', ['bench/nats-victorialogs.ts']],
+  ['postgres-chain', ['bench/postgres-chain.ts']],
+  ['fanout', ['bench/fanout.ts']],
+  ['memory', ['bench/memory.ts', '--minutes', minutes]],
+];
+const results = {
+  time: new Date().toISOString(),
+  machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryGb: Math.round(os.totalmem() / 2 ** 30), loadAverageAtStart: os.loadavg(), node: process.version },
+  results: {},
+};
+for (const [name, args] of runs) {
+  process.stderr.write(`# bench ${name}\n`);
+  const run = spawnSync(process.execPath, args, { cwd: root, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 * 2 ** 20 });
+  const text = run.stdout ?? '';
+  const start = text.lastIndexOf('\n{') + 1;
+  try {
+    results.results[name] = JSON.parse(text.slice(start));
+  } catch {
+    results.results[name] = { error: `exit ${run.status}`, output: text.slice(-2000) };
+  }
+}
+results.loadAverageAtEnd = os.loadavg();
+mkdirSync(path.join(root, 'bench/results'), { recursive: true });
+const file = path.join(root, 'bench/results', `${results.time.replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, JSON.stringify(results, null, 2));
+console.log(JSON.stringify(results, null, 2));
+process.stderr.write(`# written to ${file}\n`);
+if (started && existsSync(path.join(root, 'scripts/servers/down.sh'))) spawnSync('bash', ['scripts/servers/down.sh'], { cwd: root, stdio: 'inherit' });
