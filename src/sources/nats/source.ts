@@ -335,11 +335,11 @@ export class NatsSource implements Source {
   private async pullLoop(): Promise<void> {
     let failures = 0;
     while (this.running) {
+      let chunk: NatsEnvelope[] = [];
       try {
         const pull = await this.consumer!.fetch({ max_messages: this.config.pull_batch, expires: this.config.pull_expires_ms });
         this.pull = pull;
         if (!this.running) pull.stop();
-        let chunk: NatsEnvelope[] = [];
         for await (const message of pull) {
           const envelope = this.receive(message);
           if (envelope) chunk.push(envelope);
@@ -352,6 +352,8 @@ export class NatsSource implements Source {
         if (chunk.length > 0) await this.hand(chunk);
         failures = 0;
       } catch (error) {
+        // Received but not handed over: give them back at once rather than after the ack wait.
+        for (const envelope of chunk.splice(0)) envelope.settle({ kind: 'nak', delayMs: 0, reason: 'pull interrupted' });
         if (!this.running) break;
         failures += 1;
         this.metrics.pullErrors.inc({ pipeline: this.context.pipeline });
