@@ -57,6 +57,8 @@ export interface SourceContext {
    * destination failed (the source must then not term the input).
    */
   deadLetter(entry: Omit<DeadLetter, 'pipeline'>): Promise<'stored' | 'none'>;
+  /** True when the pipeline has a dead-letter destination (so a source need not keep its own copy). */
+  hasDeadLetter(): boolean;
   /** Counts an input rejected before it became an event. */
   countRejected(reason: string): void;
   /** True once every sink started and until draining begins. */

@@ -174,6 +174,7 @@ export class Engine {
         return pipeline.emit(envelopes);
       },
       deadLetter: (entry) => pipeline.deadLetter([entry]),
+      hasDeadLetter: () => config.deadLetter !== undefined,
       countRejected: (reason: string) => this.metrics.rejected.inc({ pipeline: config.name, reason }),
       ready: () => this.state === 'running' && !pipeline.isDraining(),
     };

@@ -117,8 +117,6 @@ export class NatsSource implements Source {
   private readonly inFlight = new Map<number, NatsEnvelope>();
   /** Dead-letter work still running (poison, max deliveries); awaited before closing. */
   private readonly tasks = new Set<Promise<void>>();
-  /** Learned from the first dead-letter attempt: whether the pipeline has a dead_letter sink. */
-  private pipelineHasDeadLetter: boolean | undefined;
 
   constructor(config: NatsSourceConfig, context: ComponentContext) {
     this.config = config;
@@ -445,7 +443,7 @@ export class NatsSource implements Source {
     }
     if (outcome.kind === 'term') {
       // The pipeline terms only after its dead_letter sink stored the event; without one, keep a copy on the subject.
-      if (this.pipelineHasDeadLetter === true) {
+      if (this.pipeline!.hasDeadLetter()) {
         for (const message of messages) message.term(oneLine(outcome.reason));
       } else {
         this.track(this.copyToSubjectThenTerm(messages, outcome.reason, 'rejected'));
@@ -485,7 +483,6 @@ export class NatsSource implements Source {
     const origin = `nats:${this.stream}#${first.seq}`;
     try {
       const stored = await this.pipeline!.deadLetter(event ? { reason, event, origin } : { reason, raw: first.data, origin });
-      this.pipelineHasDeadLetter = stored === 'stored';
       if (stored === 'none') await this.publishDeadLetter(first.data, first.headers?.get('Nats-Msg-Id'), first.seq, first.info.deliveryCount, reason, first.subject);
       this.metrics.deadLettered.inc({ pipeline: this.context.pipeline, destination: stored === 'stored' ? 'pipeline' : 'subject', reason: kind });
       for (const message of messages) message.term(oneLine(reason));
