@@ -2,16 +2,21 @@
  * Append and verify throughput of the Postgres hash-chain store, against a real server
  * (DATABASE_URL; `npm run bench:pg` starts none, run `npm run servers:up` first).
  *
- * Reports, in one run on one database:
- *   - chain append: ChainStore.append with batches of 1,000 (hashing, head locks, dedup check,
- *     multi-row insert, head update), 1 and 4 batches in flight;
- *   - plain COPY of the very same rows into an identical empty table (psql \copy): the floor;
- *   - verify: verifyStore over everything (read, recompute, check).
+ * In one run, on one fresh database, with the same generated events:
+ *   - append: ChainStore.append with batches of BENCH_BATCH (canonical JSON, hashing, head locks,
+ *     redelivery check, one insert + head update statement), 1 and 4 batches in flight;
+ *   - copy: a plain COPY (psql \copy, CSV) of the very same rows into an identical empty table —
+ *     the floor: what PostgreSQL needs to store these rows with these indexes and no chain;
+ *   - verify: verifyStore over the appended chains (read, recompute every hash, check records,
+ *     links, heads).
+ * For each phase it reports wall-clock events/s and the CPU spent per event by this Node process
+ * and by the PostgreSQL backends doing the work (read from /proc, so the server must run on this
+ * machine), because on a shared machine the CPU per event is the figure that compares across runs.
  * Env: BENCH_EVENTS (default 100000), BENCH_ACTORS (1000), BENCH_BATCH (1000).
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir, cpus } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { toEvent } from '../src/core/event.ts';
@@ -24,6 +29,8 @@ import { verifyStore } from '../src/security/verify.ts';
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 100_000);
 const ACTORS = Number(process.env.BENCH_ACTORS ?? 1_000);
 const BATCH = Number(process.env.BENCH_BATCH ?? 1_000);
+const TARGET_APPEND = 30_000;
+const TARGET_VERIFY = 200_000;
 const base = process.env.DATABASE_URL;
 if (!base) {
   console.error('DATABASE_URL is not set: run "npm run servers:up" and "set -a; . .servers/env; set +a" first');
@@ -34,14 +41,41 @@ const urlFor = (db: string) => {
   url.pathname = `/${db}`;
   return url.toString();
 };
-async function admin(text: string) {
-  const client = new pg.Client({ connectionString: base });
+async function query(url: string, text: string, values: unknown[] = []): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    await client.query(text);
+    return await client.query(text, values);
   } finally {
     await client.end();
   }
+}
+
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+/** CPU seconds (user + system) a process has used so far, or undefined when /proc cannot tell. */
+function processCpuSeconds(pid: number): number | undefined {
+  const file = `/proc/${pid}/stat`;
+  if (!existsSync(file)) return undefined;
+  const fields = readFileSync(file, 'utf8').replace(/^.*\) /s, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/** CPU used by this database's auditpipe backends between start() and stop(). */
+async function backendCpu(url: string, database: string) {
+  const sample = async () => {
+    const pids = (await query(url, `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'auditpipe'`, [database])).rows.map((r) => r.pid as number);
+    return new Map(pids.map((pid) => [pid, processCpuSeconds(pid)]));
+  };
+  const before = await sample();
+  return async (): Promise<number | undefined> => {
+    const after = await sample();
+    let total = 0;
+    for (const [pid, seconds] of after) {
+      if (seconds === undefined) return undefined;
+      total += seconds - (before.get(pid) ?? 0);
+    }
+    return total;
+  };
 }
 
 function makeEvents(prefix: string): AuditEvent[] {
@@ -56,11 +90,33 @@ function makeEvents(prefix: string): AuditEvent[] {
   }, { actorField: 'actorId' }));
 }
 
-async function appendAll(store: ChainStore, events: AuditEvent[], inFlight: number): Promise<number> {
+interface Phase {
+  events_per_s: number;
+  seconds: number;
+  node_cpu_us_per_event: number;
+  postgres_cpu_us_per_event: number | null;
+}
+
+async function measure(url: string, database: string, work: () => Promise<void>): Promise<Phase> {
+  const pgCpu = await backendCpu(url, database);
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  await work();
+  const seconds = (performance.now() - started) / 1000;
+  const node = process.cpuUsage(cpu);
+  const postgres = await pgCpu();
+  return {
+    events_per_s: Math.round(EVENTS / seconds),
+    seconds: Number(seconds.toFixed(2)),
+    node_cpu_us_per_event: Number(((node.user + node.system) / EVENTS).toFixed(1)),
+    postgres_cpu_us_per_event: postgres === undefined ? null : Number((postgres * 1e6 / EVENTS).toFixed(1)),
+  };
+}
+
+async function appendAll(store: ChainStore, events: AuditEvent[], inFlight: number): Promise<void> {
   const batches: AuditEvent[][] = [];
   for (let i = 0; i < events.length; i += BATCH) batches.push(events.slice(i, i + BATCH));
   let next = 0;
-  const started = performance.now();
   await Promise.all(Array.from({ length: inFlight }, async () => {
     while (next < batches.length) {
       const batch = batches[next++]!;
@@ -68,54 +124,95 @@ async function appendAll(store: ChainStore, events: AuditEvent[], inFlight: numb
       if (result.appended !== batch.length) throw new Error(`appended ${result.appended} of ${batch.length}`);
     }
   }));
-  return (performance.now() - started) / 1000;
 }
 
 const database = `ap_bench_${Date.now().toString(36)}`;
-await admin(`CREATE DATABASE "${database}"`);
-const db = openPostgres({ url: urlFor(database), poolSize: 8, statementTimeoutMs: 600_000 });
-const results: Record<string, unknown> = { events: EVENTS, actors: ACTORS, batch: BATCH, cpus: cpus().length, node: process.version, loadAverageAtStart: Number((await import('node:os')).loadavg()[0]!.toFixed(1)) };
+await query(base, `CREATE DATABASE "${database}"`);
+const url = urlFor(database);
+const db = openPostgres({ url, poolSize: 8, statementTimeoutMs: 600_000 });
+const serverVersion = (await query(url, 'SHOW server_version')).rows[0].server_version as string;
+const settings = Object.fromEntries((await query(url, `SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'max_wal_size')`)).rows.map((r) => [r.name, r.setting]));
+const results: Record<string, unknown> = {
+  what: 'Postgres hash-chain store: append (ChainStore.append) and verify (verifyStore) against a plain COPY of the same rows, one run, one database',
+  machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, node: process.version, postgres: serverVersion, postgres_settings: settings, load_average_1m_at_start: Number(loadavg()[0]!.toFixed(1)) },
+  workload: { events: EVENTS, actors: ACTORS, batch_events: BATCH, note: 'every batch touches every actor: the worst case for head-row locking' },
+};
 try {
   await migrate(db, 'chain1');
   await migrate(db, 'chain4');
   await migrate(db, 'copied');
   const eventsA = makeEvents('a');
-  results.avgEventBytes = Math.round(eventsA.reduce((n, e) => n + e.bytes, 0) / EVENTS);
+  (results.workload as Record<string, unknown>).avg_event_bytes = Math.round(eventsA.reduce((n, e) => n + e.bytes, 0) / EVENTS);
 
   const storeA = new ChainStore(db, 'chain1');
-  const appendCpu = process.cpuUsage();
-  const seconds1 = await appendAll(storeA, eventsA, 1);
-  const cpuA = process.cpuUsage(appendCpu);
-  results.append_1_in_flight_events_per_s = Math.round(EVENTS / seconds1);
-  results.append_events_per_node_cpu_s = Math.round(EVENTS / ((cpuA.user + cpuA.system) / 1e6));
+  const append1 = await measure(url, database, () => appendAll(storeA, eventsA, 1));
   const storeB = new ChainStore(db, 'chain4');
-  const seconds4 = await appendAll(storeB, makeEvents('b'), 4);
-  results.append_4_in_flight_events_per_s = Math.round(EVENTS / seconds4);
+  const eventsB = makeEvents('b');
+  const append4 = await measure(url, database, () => appendAll(storeB, eventsB, 4));
 
-  // The same rows, COPYed into an identical empty table: what PostgreSQL itself needs.
+  // The same rows, COPYed into an identical empty table by psql: what PostgreSQL itself needs.
   const dir = mkdtempSync(path.join(tmpdir(), 'auditpipe-bench-'));
   const csv = path.join(dir, 'rows.csv');
-  execFileSync('psql', [urlFor(database), '-q', '-c', `\\copy (SELECT actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at FROM chain1.chain_events) TO '${csv}' WITH (FORMAT csv)`]);
+  execFileSync('psql', [url, '-q', '-c', `\\copy (SELECT actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at FROM chain1.chain_events) TO '${csv}' WITH (FORMAT csv)`]);
+  const script = path.join(dir, 'copy.sql');
+  // The backend's CPU is read from /proc around the COPY, inside the same psql session.
+  writeFileSync(script, [
+    'SELECT pg_backend_pid() AS pid \\gset',
+    '\\! cat /proc/:pid/stat',
+    `\\copy copied.chain_events (actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at) FROM '${csv}' WITH (FORMAT csv)`,
+    '\\! cat /proc/:pid/stat',
+  ].join('\n'));
   const copyStarted = performance.now();
-  execFileSync('psql', [urlFor(database), '-q', '-c', `\\copy copied.chain_events (actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at) FROM '${csv}' WITH (FORMAT csv)`]);
+  const copyOut = execFileSync('psql', [url, '-q', '-X', '-f', script], { encoding: 'utf8' });
   const copySeconds = (performance.now() - copyStarted) / 1000;
-  results.plain_copy_events_per_s = Math.round(EVENTS / copySeconds);
-  results.append_vs_copy_ratio = Number((seconds1 / copySeconds).toFixed(2));
+  const stats = copyOut.trim().split('\n').filter((line) => /^\d+ \(/.test(line)).map((line) => {
+    const fields = line.replace(/^.*\) /s, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  });
+  const copy = {
+    events_per_s: Math.round(EVENTS / copySeconds),
+    seconds: Number(copySeconds.toFixed(2)),
+    postgres_cpu_us_per_event: stats.length === 2 ? Number(((stats[1]! - stats[0]!) * 1e6 / EVENTS).toFixed(1)) : null,
+    note: 'psql \\copy of a CSV holding exactly the rows append wrote; includes psql start-up and the generated jsonb column, like append',
+  };
   writeFileSync(csv, '');
 
-  const verifyStarted = performance.now();
-  const verifyCpu = process.cpuUsage();
-  const report = await verifyStore(storeA, {});
-  const verifySeconds = (performance.now() - verifyStarted) / 1000;
-  const cpu = process.cpuUsage(verifyCpu);
-  // Per CPU-second of this process: comparable across runs on a machine shared with other work.
-  results.verify_events_per_node_cpu_s = Math.round(EVENTS / ((cpu.user + cpu.system) / 1e6));
-  if (report.events !== EVENTS || report.findings.some((f) => f.kind !== 'no-public-key' && f.kind !== 'no-checkpoint')) {
-    throw new Error(`verify disagreed: ${JSON.stringify(report.findings.slice(0, 3))}`);
+  let report: Awaited<ReturnType<typeof verifyStore>> | undefined;
+  const verify = await measure(url, database, async () => {
+    report = await verifyStore(storeA, {});
+  });
+  if (report!.events !== EVENTS || report!.findings.some((f) => f.kind !== 'no-public-key' && f.kind !== 'no-checkpoint')) {
+    throw new Error(`verify disagreed: ${JSON.stringify(report!.findings.slice(0, 3))}`);
   }
-  results.verify_events_per_s = Math.round(EVENTS / verifySeconds);
+
+  const cpuPerEvent = (phase: { node_cpu_us_per_event?: number; postgres_cpu_us_per_event: number | null }) =>
+    (phase.node_cpu_us_per_event ?? 0) + (phase.postgres_cpu_us_per_event ?? 0);
+  Object.assign(results, {
+    append_1_in_flight: append1,
+    append_4_in_flight: { ...append4, note: 'all 4 batches contend for the same 1,000 head rows: they queue (correctly)' },
+    copy,
+    verify,
+    ratios: {
+      append_1_wall_time_vs_copy: Number((append1.seconds / copy.seconds).toFixed(2)),
+      append_1_postgres_cpu_vs_copy: copy.postgres_cpu_us_per_event && append1.postgres_cpu_us_per_event
+        ? Number((append1.postgres_cpu_us_per_event / copy.postgres_cpu_us_per_event).toFixed(2)) : null,
+    },
+    // What the CPU per event allows when this machine's cores do nothing else (Node and
+    // PostgreSQL work one after the other per batch when 1 batch is in flight).
+    cpu_bound_estimates_events_per_s: {
+      append_1_in_flight: Math.round(1e6 / cpuPerEvent(append1)),
+      verify_one_node_thread: Math.round(1e6 / Math.max(verify.node_cpu_us_per_event, verify.postgres_cpu_us_per_event ?? 0)),
+    },
+    targets: {
+      append_events_per_s: TARGET_APPEND,
+      append_met: append1.events_per_s >= TARGET_APPEND,
+      verify_events_per_s: TARGET_VERIFY,
+      verify_met: verify.events_per_s >= TARGET_VERIFY,
+    },
+  });
+  (results.machine as Record<string, unknown>).load_average_1m_at_end = Number(loadavg()[0]!.toFixed(1));
   console.log(JSON.stringify(results, null, 2));
 } finally {
   await db.close();
-  await admin(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+  await query(base, `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
 }

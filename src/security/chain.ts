@@ -9,7 +9,7 @@
  * no gaps; events without an actor are chained in the partition whose actor is "" (no real
  * actor id can be empty, so it never collides).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { JsonObject } from '../public/index.ts';
 import { canonicalJson } from './canonical-json.ts';
 
@@ -49,7 +49,27 @@ export function canonicalRecord(fields: ChainRecordFields, eventCanonical = cano
 /** hash(n) from hash(n-1) and record(n); both hashes as lowercase hex. */
 export function chainHash(previousHash: string, record: string): string {
   if (!isHashHex(previousHash)) throw new Error(`previous hash must be 64 lowercase hex characters, got ${JSON.stringify(previousHash).slice(0, 80)}`);
-  return createHash('sha256').update(TAG_BYTES).update(Buffer.from(previousHash, 'hex')).update(record, 'utf8').digest('hex');
+  return chainHashUnchecked(previousHash, record);
+}
+
+const HASH_INPUT_OFFSET = TAG_BYTES.length + 32;
+let scratch = Buffer.allocUnsafe(64 * 1024);
+TAG_BYTES.copy(scratch, 0);
+
+/**
+ * `chainHash` for a previous hash already known to be 64 lowercase hex characters. The input is
+ * assembled in one reused buffer and hashed in one call: about twice as fast as a Hash object
+ * per record, which matters at hundreds of thousands of records per second.
+ */
+export function chainHashUnchecked(previousHash: string, record: string): string {
+  const needed = HASH_INPUT_OFFSET + record.length * 3;
+  if (needed > scratch.length) {
+    scratch = Buffer.allocUnsafe(needed);
+    TAG_BYTES.copy(scratch, 0);
+  }
+  scratch.write(previousHash, TAG_BYTES.length, 'hex');
+  const length = scratch.write(record, HASH_INPUT_OFFSET, 'utf8');
+  return hash('sha256', scratch.subarray(0, HASH_INPUT_OFFSET + length), 'hex');
 }
 
 /** A stored chain position, as receipts and the read API report it. */

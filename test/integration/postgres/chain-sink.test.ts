@@ -145,6 +145,23 @@ describe('postgres chain sink', () => {
       for (const row of gaps.rows) assert.equal(Number(row.n), Number(row.top), `actor ${row.actor} has no gap`);
     });
 
+    it('stores records holding the characters the batch insert joins on (U+001E, commas, quotes) exactly', async () => {
+      // The insert passes a batch's records as one text split on U+001E; JSON escapes it inside records.
+      const tricky = [
+        { id: 'sep-1', actorId: 'actor,with"quotes\\', note: 'record\u001eseparator', 'key\u001e,': ['a,b', '\u001e', '"'] },
+        { id: 'sep-2,x', actorId: 'actor,with"quotes\\', note: '' },
+        { id: 'sep-3', actorId: '\u001e', time: '2026-03-04T05:06:07+02:00' },
+      ];
+      const res = await post(tricky.map((event) => JSON.stringify(event)).join('\n'));
+      assert.equal(res.status, 200, await res.text());
+      const rows = (await adminQuery(`SELECT event_id, actor, seq, canonical, data, event_time FROM http.chain_events WHERE event_id IN ('sep-1', 'sep-2,x', 'sep-3') ORDER BY event_id`, [], database)).rows;
+      assert.deepEqual(rows.map((r) => [r.event_id, r.actor, Number(r.seq)]), [['sep-1', 'actor,with"quotes\\', 1], ['sep-2,x', 'actor,with"quotes\\', 2], ['sep-3', '\u001e', 1]]);
+      assert.equal(rows[0].data.note, 'record\u001eseparator');
+      assert.deepEqual(rows[0].data['key\u001e,'], ['a,b', '\u001e', '"']);
+      assert.ok(rows.every((r) => !r.canonical.includes('\u001e')), 'no raw U+001E in a stored record');
+      assert.equal(new Date(rows[2].event_time).toISOString(), '2026-03-04T03:06:07.000Z');
+    });
+
     it('verifies intact after the engine checkpointed at shutdown', async () => {
       await t.stop();
       const { code, report } = verifyJson(['--database-url', url, '--schema', 'http', '--public-key', `${keyFile}.pub`]);
