@@ -16,6 +16,11 @@ export interface ChainDb {
   transaction<T>(work: (tx: Transaction<any>) => Promise<T>): Promise<T>;
   /** Runs read-only statements outside a transaction. */
   read<T>(work: (db: Kysely<any>) => Promise<T>): Promise<T>;
+  /**
+   * PostgreSQL only: one read statement whose rows come back as arrays of the server's text
+   * values, unparsed (no row objects, no type parsers): the verifier's bulk read.
+   */
+  readonly readTextRows?: (text: string, values: readonly unknown[]) => Promise<Array<Array<string | null>>>;
   /** False after a connection-level failure, until a statement succeeds again. */
   healthy(): boolean;
   close(): Promise<void>;
@@ -88,10 +93,14 @@ export function openPostgres(options: PostgresOptions): ChainDb {
     where: describeUrl(options.url),
     transaction: (work) => track(() => kysely.transaction().execute(work)),
     read: (work) => track(() => work(kysely)),
+    readTextRows: (text, values) => track(async () => (await pool.query({ text, values: [...values], rowMode: 'array', types: RAW_TEXT })).rows),
     healthy: () => healthy,
     close: () => kysely.destroy(),
   };
 }
+
+/** Type parsing that leaves every value as the text the server sent. */
+const RAW_TEXT = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;
 
 /** A single-process lock on a directory: a file holding the owner's pid, created exclusively. */
 export class DirectoryLock {
@@ -150,6 +159,33 @@ function processAlive(pid: number): boolean {
   }
 }
 
+/**
+ * Inside the single executable PGlite cannot find its WebAssembly and data files next to its
+ * module: they are SEA assets (scripts/build-binary.mjs embeds them), handed over here.
+ * Outside one, PGlite loads them from its package as usual.
+ */
+async function seaRuntimeFiles(): Promise<{ pgliteWasmModule?: WebAssembly.Module; initdbWasmModule?: WebAssembly.Module; fsBundle?: Blob }> {
+  let sea: typeof import('node:sea');
+  try {
+    sea = await import('node:sea');
+  } catch {
+    return {};
+  }
+  if (!sea.isSea()) return {};
+  const asset = (name: string) => {
+    try {
+      return sea.getAsset(name);
+    } catch {
+      throw new Error(`this executable was built without the embedded store (SEA asset ${name} is missing); rebuild it with "npm run build:binary" where @electric-sql/pglite is installed, or use a PostgreSQL "url"`);
+    }
+  };
+  const [pgliteWasmModule, initdbWasmModule] = await Promise.all([
+    WebAssembly.compile(asset('pglite/pglite.wasm')),
+    WebAssembly.compile(asset('pglite/initdb.wasm')),
+  ]);
+  return { pgliteWasmModule, initdbWasmModule, fsBundle: new Blob([asset('pglite/pglite.data')]) };
+}
+
 /** Opens (creating when absent) the embedded PGlite database in `dir`, holding its lock file until `close()`. */
 export async function openEmbedded(dir: string, purpose: string): Promise<ChainDb> {
   const lock = new DirectoryLock(`${dir}.lock`);
@@ -158,7 +194,7 @@ export async function openEmbedded(dir: string, purpose: string): Promise<ChainD
   try {
     mkdirSync(dir, { recursive: true });
     const { PGlite } = await import('@electric-sql/pglite');
-    pglite = new PGlite(dir);
+    pglite = new PGlite(dir, await seaRuntimeFiles());
     await pglite.waitReady;
   } catch (error) {
     lock.release();
