@@ -1,6 +1,7 @@
 import type { PipelineSettings } from '../../public/index.ts';
+import { signatureConfigProblems, signatureConfigSchema, type SignatureConfig } from '../../security/signature-policy.ts';
 
-export interface NatsSourceConfig {
+export interface NatsSourceConfig extends SignatureConfig {
   servers: string[];
   namespace: string;
   stream: string;
@@ -45,6 +46,7 @@ function checkMsList(value: unknown): void {
 }
 
 export const natsSourceSchema = {
+  ...signatureConfigSchema,
   servers: { doc: 'NATS server URLs.', format: 'string-list', default: ['nats://127.0.0.1:4222'] },
   namespace: { doc: 'Namespace: stream {namespace}_{stream}, subject {namespace}.{stream}.', format: token('namespace'), default: 'default' },
   stream: { doc: 'Logical stream consumed.', format: token('stream'), default: 'logs' },
@@ -95,7 +97,7 @@ export function deadLetterStream(config: NatsSourceConfig): string {
 
 /** Settings that cannot work together with the pipeline's batching; each problem names both sides. */
 export function checkNatsSource(config: NatsSourceConfig, pipeline: PipelineSettings): string[] {
-  const problems: string[] = [];
+  const problems: string[] = signatureConfigProblems(config);
   const held = pipeline.batch.intervalMs + pipeline.maxSinkTimeoutMs;
   if (held >= config.ack_wait_ms) {
     problems.push(`key "ack_wait_ms" (${config.ack_wait_ms}) must be greater than batch.interval_ms (${pipeline.batch.intervalMs}) + the longest required sink retry.timeout_ms (${pipeline.maxSinkTimeoutMs}) = ${held}, or messages are redelivered while still being written`);

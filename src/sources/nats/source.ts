@@ -9,9 +9,10 @@ import {
 } from '@nats-io/transport-node';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type {
-  ActorId, AuditEvent, ComponentContext, Envelope, Outcome, Source, SourceContext,
+  ActorId, AuditEvent, ComponentContext, Envelope, JsonObject, Outcome, Source, SourceContext,
 } from '../../public/index.ts';
 import { InvalidEventError, toEvent } from '../../public/index.ts';
+import { SignaturePolicy } from '../../security/signature-policy.ts';
 import {
   deadLetterStream, deadLetterSubject, streamName, subjectName, type NatsSourceConfig,
 } from './schema.ts';
@@ -101,6 +102,7 @@ export class NatsSource implements Source {
   private readonly subject: string;
   private readonly dlqSubject: string;
   private readonly metrics: NatsMetrics;
+  private readonly signatures: SignaturePolicy;
   private nc: NatsConnection | undefined;
   private jsm: JetStreamManager | undefined;
   private js: JetStreamClient | undefined;
@@ -125,6 +127,7 @@ export class NatsSource implements Source {
     this.subject = subjectName(config);
     this.dlqSubject = deadLetterSubject(config);
     this.metrics = natsMetrics(context.metrics);
+    this.signatures = SignaturePolicy.fromConfig(config, context);
   }
 
   /** The connection, for tests and tools. */
@@ -415,6 +418,11 @@ export class NatsSource implements Source {
     } catch (error) {
       if (!(error instanceof InvalidEventError)) throw error;
       this.poison(message, 'invalid_event', error.message);
+      return undefined;
+    }
+    const verdict = this.signatures.check(value as JsonObject, event.actorId, event.receivedAt);
+    if (!verdict.ok) {
+      this.poison(message, 'signature', verdict.message);
       return undefined;
     }
     return new NatsEnvelope(event, message, this.settleEnvelope);
