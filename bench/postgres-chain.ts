@@ -158,9 +158,10 @@ try {
   // The backend's CPU is read from /proc around the COPY, inside the same psql session.
   writeFileSync(script, [
     'SELECT pg_backend_pid() AS pid \\gset',
-    '\\! cat /proc/:pid/stat',
+    '\\setenv BENCH_BACKEND_PID :pid',
+    '\\! cat /proc/$BENCH_BACKEND_PID/stat',
     `\\copy copied.chain_events (actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at) FROM '${csv}' WITH (FORMAT csv)`,
-    '\\! cat /proc/:pid/stat',
+    '\\! cat /proc/$BENCH_BACKEND_PID/stat',
   ].join('\n'));
   const copyStarted = performance.now();
   const copyOut = execFileSync('psql', [url, '-q', '-X', '-f', script], { encoding: 'utf8' });
