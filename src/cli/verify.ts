@@ -9,6 +9,8 @@ import { parseArgs } from 'node:util';
 import { loadApp } from '../core/app.ts';
 import { ConfigError } from '../core/config.ts';
 import { KeyError, loadPrivateKeyEnv, loadPublicKeyFile } from '../security/keys.ts';
+import { buildKeyRegistry } from '../security/key-registry.ts';
+import { verifyStoredSignatures, type SignatureReport } from '../security/verify-signatures.ts';
 import { verifyStore, type VerifyReport } from '../security/verify.ts';
 import { openEmbedded, openPostgres, type ChainDb } from '../sinks/postgres/db.ts';
 import { SCHEMA_NAME } from '../sinks/postgres/migrations.ts';
@@ -45,6 +47,8 @@ Read-only. Exit 0: intact; 1: findings; 2: usage or access error.
   --s3-endpoint URL   S3 endpoint (MinIO, ...; default AWS or AWS_ENDPOINT_URL_S3)
   --s3-region R       region (default AWS_REGION)
   --s3-path-style     path-style URLs, as most self-hosted servers need
+  --signature-keys F  also re-verify the client signatures of stored events against the keys
+                      in F (the signature_keys_file format: a list, {keys: [...]}, or a JWKS)
   --json              print the report as JSON
 `;
 
@@ -123,6 +127,14 @@ function loadTrustedKey(values: Record<string, string | boolean | undefined>, ta
   return undefined;
 }
 
+function formatSignatures(report: SignatureReport): string {
+  const lines = [`  client signatures: ${report.verified} verified, ${report.unsigned} events unsigned, ${report.findingsTotal} finding${report.findingsTotal === 1 ? '' : 's'}`];
+  for (const finding of report.findings) {
+    lines.push(`  - event-signature: actor ${JSON.stringify(finding.actor)} sequence ${finding.sequence} (event ${finding.eventId}): ${finding.reason}: ${finding.detail}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 export function formatReport(report: VerifyReport, where: string, anchorsNote?: string): string {
   const lines = [`auditpipe verify: ${where}`];
   lines.push(`  chains: ${report.actors} actors, ${report.events} events`);
@@ -166,6 +178,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
         's3-endpoint': { type: 'string' },
         's3-region': { type: 'string' },
         's3-path-style': { type: 'boolean' },
+        'signature-keys': { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -198,8 +211,18 @@ export async function verifyCommand(argv: string[]): Promise<number> {
       ...(sources.length > 0 ? { anchors } : {}),
     });
     const anchorsNote = sources.length === 0 && target.anchorSinks?.length ? 'NOT compared with the checkpoints anchored in S3 (add --s3)' : undefined;
-    process.stdout.write(values.json ? `${JSON.stringify({ store: where, ...report }, null, 2)}\n` : formatReport(report, where, anchorsNote));
-    return report.ok ? 0 : 1;
+    const keysFile = values['signature-keys'] as string | undefined;
+    const signatures = keysFile
+      ? await verifyStoredSignatures(store.rows(values.actor as string | undefined), buildKeyRegistry([], path.resolve(keysFile), process.cwd()))
+      : undefined;
+    const ok = report.ok && (signatures?.findingsTotal ?? 0) === 0;
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify({ store: where, ...report, ok, ...(signatures ? { signatures } : {}) }, null, 2)}\n`);
+    } else {
+      process.stdout.write(formatReport(report, where, anchorsNote));
+      if (signatures) process.stdout.write(formatSignatures(signatures));
+    }
+    return ok ? 0 : 1;
   } catch (error) {
     const message = error instanceof ConfigError
       ? `invalid configuration:\n${error.problems.map((p) => `  - ${p}`).join('\n')}`

@@ -2,6 +2,8 @@
 // preset verifies against its key registry, what is stored verifies again later; every way a
 // signature can be wrong is rejected with its own reason and counted.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { v7 as uuidv7 } from 'uuid';
@@ -11,7 +13,10 @@ import { privateKeySigner, signEvent, type SignatureAlgorithm } from '../../../s
 import { verifyStoredSignatures } from '../../../src/security/verify-signatures.ts';
 import type { VerifyRow } from '../../../src/security/verify.ts';
 import type { TestEngine } from '../../helpers/engine.ts';
+import { serverEnv } from '../../helpers/servers.ts';
 import { API_KEY, argusDatabase, argusKeys, type ArgusKeys, startArgus } from './helpers.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '../../..');
 
 /** A native event signed the way the SDK does it, then put in argus wire form (what a Go client sends). */
 async function signedArgusRequest(keyId: string, key: KeyObject, over: Record<string, unknown> = {}, algorithm?: SignatureAlgorithm, tamper: Record<string, unknown> = {}) {
@@ -34,6 +39,16 @@ async function failureCounts(t: TestEngine): Promise<Record<string, number>> {
 async function storedRows(db: Awaited<ReturnType<typeof argusDatabase>>, schema: string): Promise<VerifyRow[]> {
   const result = await db.sql(`SELECT actor, seq, event_id, prev_hash, hash, canonical FROM ${schema}.chain_events ORDER BY actor, seq`);
   return result.rows.map((r) => ({ actor: r.actor, seq: Number(r.seq), eventId: r.event_id, prevHash: r.prev_hash, hash: r.hash, canonical: r.canonical, eventTimeMs: 0, receivedAtMs: 0 }));
+}
+
+/** `auditpipe verify --signature-keys` on the test database, as a child process, JSON report. */
+function verifyCli(database: string, keys: ArgusKeys) {
+  const url = new URL(serverEnv('DATABASE_URL'));
+  url.pathname = `/${database}`;
+  return () => spawnSync(process.execPath, [
+    path.join(ROOT, 'src/cli/main.ts'), 'verify', '--database-url', url.href, '--public-key', `${keys.checkpointKeyFile}.pub`,
+    '--signature-keys', keys.keysFile, '--json',
+  ], { cwd: ROOT, encoding: 'utf8' });
 }
 
 describe('client signatures (verify-if-present)', () => {
@@ -70,10 +85,19 @@ describe('client signatures (verify-if-present)', () => {
     assert.equal(report.verified, 2);
     assert.deepEqual(report.findings, []);
 
+    const cli = verifyCli(db.name, keys);
+    // (The chain itself may still lack its first checkpoint here; only the signature part is asserted.)
+    const intact = JSON.parse(cli().stdout);
+    assert.equal(intact.signatures.verified, 2);
+    assert.deepEqual(intact.signatures.findings, []);
+
     // Editing a stored event (even consistently re-hashing it) breaks its signature.
     await db.sql(`UPDATE auditpipe.chain_events SET canonical = replace(canonical, '"action":"CREATE"', '"action":"DELETE"') WHERE event_id = '${results[0]!.id}'`);
     const after = await verifyStoredSignatures((async function* () { yield await storedRows(db, 'auditpipe'); })(), registry);
     assert.deepEqual(after.findings.map((f) => [f.eventId, f.reason]), [[results[0]!.id, 'bad_signature']]);
+    const tampered = cli();
+    assert.equal(tampered.status, 1);
+    assert.deepEqual(JSON.parse(tampered.stdout).signatures.findings.map((f: { eventId: string; reason: string }) => [f.eventId, f.reason]), [[results[0]!.id, 'bad_signature']]);
   });
 
   it('rejects a changed field, a wrong key, an unknown key id, a key not allowed for the actor and an expired key, each with its reason, and counts them', async () => {
