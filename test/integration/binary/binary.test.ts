@@ -65,4 +65,34 @@ describe('the single executable', () => {
       assert.equal(await exited, 0);
     }
   });
+
+  it('runs the default pipeline (embedded chain store) and verify works on what it stored', async () => {
+    const dir = emptyDirWithBinary();
+    const exe = path.join(dir, 'auditpipe');
+    copyFileSync(path.join(ROOT, 'config/auditpipe.yml'), path.join(dir, 'auditpipe.yml'));
+    const port = await freePort();
+    const env = { ...process.env, AUDITPIPE_HTTP_PORT: String(port), AUDITPIPE_DATA_DIR: path.join(dir, 'data') };
+    const child = spawn(exe, ['run', '--config', 'auditpipe.yml'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c) => (stderr += c));
+    child.stdout.resume();
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await waitReady(`http://127.0.0.1:${port}`, () => stderr, 1_200);
+      const res = await fetch(`http://127.0.0.1:${port}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-ndjson' },
+        body: '{"id":"c1","actorId":"alice"}\n{"id":"c2","actorId":"alice"}\n{"id":"c3","actorId":"bob"}\n',
+      });
+      assert.equal(res.status, 200);
+    } finally {
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+    }
+    const verify = spawnSync(exe, ['verify', '--config', 'auditpipe.yml', '--json'], { cwd: dir, env, encoding: 'utf8' });
+    assert.equal(verify.status, 0, verify.stderr + verify.stdout);
+    const report = JSON.parse(verify.stdout);
+    assert.equal(report.events, 3);
+    assert.equal(report.actors, 2);
+  });
 });
