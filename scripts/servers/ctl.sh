@@ -6,7 +6,7 @@
 #                                 have state are up, 3 otherwise)
 #   ctl.sh stop NAME              SIGTERM (PostgreSQL: SIGINT = fast shutdown),
 #                                 wait up to $AUDITPIPE_STOP_TIMEOUT s (30), then SIGKILL
-#   ctl.sh kill NAME              SIGKILL the server's process group (a crash)
+#   ctl.sh kill NAME              SIGKILL the server and all its processes (a crash)
 #   ctl.sh start NAME             start again on the same port, data dir and
 #                                 credentials; returns once healthy
 #   ctl.sh restart NAME           stop + start
@@ -18,7 +18,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2; }
 
 cmd="${1:-}"
 [[ -n "$cmd" ]] || usage

@@ -36,6 +36,7 @@ KAFKA_HEAP_OPTS="${AUDITPIPE_KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 STOP_TIMEOUT="${AUDITPIPE_STOP_TIMEOUT:-30}"     # seconds before SIGKILL
 KAFKA_OFFSETS_PARTITIONS=10                      # __consumer_offsets partitions
 
+# shellcheck disable=SC2034  # used by up.sh, down.sh, ctl.sh
 ALL_SERVERS=(nats postgres kafka s3 victorialogs)
 
 CACHE_DIR="${AUDITPIPE_SERVERS_CACHE:-$REPO_ROOT/.cache/servers}"
@@ -367,6 +368,7 @@ launch() {
   mkdir -p "$PID_DIR" "$LOG_DIR"
   rm -f "$pf" "$pf.tmp"
   printf '\n===== %s starting %s =====\n' "$(date -u +%FT%TZ)" "$name" >>"$lf"
+  # shellcheck disable=SC2016  # expanded by the inner bash
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pf.tmp" "$@" </dev/null >>"$lf" 2>&1 9>&- &
   for i in $(seq 1 100); do
     [[ -s "$pf.tmp" ]] && break
