@@ -4,24 +4,17 @@
  * real VictoriaLogs (FailingForwarder), because VictoriaLogs cannot be paused.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { newAuditEvent, Transfer } from '../../../src/client/index.ts';
 import { startEngine } from '../../helpers/engine.ts';
 import { serverEnv, uniqueName } from '../../helpers/servers.ts';
-import { deleteStreams, FailingForwarder, metricValue, natsConnect, natsToVictoria, storedIds, streamMessages, vlQuery, waitFor } from './helpers.ts';
+import { FailingForwarder, metricValue, natsToVictoria, storedIds, streamMessages, vlQuery, waitFor, withNats } from './helpers.ts';
 
 describe('NATS source flow control', () => {
-  let nc: NatsConnection;
-  const streams: string[] = [];
-  before(async () => {
-    nc = await natsConnect();
-  });
-  after(async () => {
-    await deleteStreams(nc, ...streams);
-    await nc.close();
-  });
+  let nc!: NatsConnection;
+  const streams = withNats((connection) => (nc = connection));
 
   it('pulls only as much as the pipeline holds while the sink is stuck, then delivers the rest', async () => {
     const namespace = uniqueName('backpressure');

@@ -1,3 +1,4 @@
+import { after, before } from 'node:test';
 /**
  * Helpers for the NATS → VictoriaLogs tests: real servers only. The one stand-in is
  * `FailingForwarder`, a loopback HTTP relay to the real VictoriaLogs that can answer 500/400 or
@@ -64,6 +65,25 @@ export async function storedIds(streamValue: string, headers: Record<string, str
 export async function streamMessages(nc: NatsConnection, stream: string): Promise<number> {
   const jsm = await jetstreamManager(nc);
   return (await jsm.streams.info(stream)).state.messages;
+}
+
+/**
+ * A NATS connection for one describe block: connected before its tests, closed after them, and
+ * the streams the tests push onto the returned list are deleted then.
+ */
+export function withNats(onConnect: (nc: NatsConnection) => void): string[] {
+  const streams: string[] = [];
+  let nc: NatsConnection | undefined;
+  before(async () => {
+    nc = await natsConnect();
+    onConnect(nc);
+  });
+  after(async () => {
+    if (!nc) return;
+    await deleteStreams(nc, ...streams);
+    await nc.close();
+  });
+  return streams;
 }
 
 export async function deleteStreams(nc: NatsConnection, ...names: string[]): Promise<void> {

@@ -4,23 +4,16 @@
  * queue. The failing VictoriaLogs is a loopback relay (FailingForwarder) answering 500.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { startEngine } from '../../helpers/engine.ts';
 import { serverEnv, uniqueName } from '../../helpers/servers.ts';
-import { deleteStreams, FailingForwarder, metricValue, natsConnect, natsToVictoria, storedIds, streamMessages, waitFor } from './helpers.ts';
+import { FailingForwarder, metricValue, natsToVictoria, storedIds, streamMessages, waitFor, withNats } from './helpers.ts';
 
 describe('NATS max deliveries', () => {
-  let nc: NatsConnection;
-  const streams: string[] = [];
-  before(async () => {
-    nc = await natsConnect();
-  });
-  after(async () => {
-    await deleteStreams(nc, ...streams);
-    await nc.close();
-  });
+  let nc!: NatsConnection;
+  const streams = withNats((connection) => (nc = connection));
 
   const fast = { batch: { max_events: 10, interval_ms: 50 }, nak_delay_ms: 200 };
   const quickSink = { retry: { max_attempts: 2, initial_backoff_ms: 50, max_backoff_ms: 100, max_elapsed_ms: 1_000, timeout_ms: 500 } };

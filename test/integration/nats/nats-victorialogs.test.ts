@@ -1,22 +1,15 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { newAuditEvent, Transfer } from '../../../src/client/index.ts';
 import { serverEnv, uniqueName } from '../../helpers/servers.ts';
 import { startEngine } from '../../helpers/engine.ts';
-import { deleteStreams, metricValue, natsConnect, natsToVictoria, storedIds, streamMessages, waitFor } from './helpers.ts';
+import { metricValue, natsToVictoria, storedIds, streamMessages, waitFor, withNats } from './helpers.ts';
 
 describe('NATS JetStream → VictoriaLogs', () => {
-  let nc: NatsConnection;
-  const streams: string[] = [];
-  before(async () => {
-    nc = await natsConnect();
-  });
-  after(async () => {
-    await deleteStreams(nc, ...streams);
-    await nc.close();
-  });
+  let nc!: NatsConnection;
+  const streams = withNats((connection) => (nc = connection));
 
   function names(prefix: string) {
     const namespace = uniqueName(prefix);

@@ -1,24 +1,18 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { privateKeySigner, signEvent } from '../../../src/security/signatures.ts';
 import { startEngine } from '../../helpers/engine.ts';
 import { serverEnv, uniqueName } from '../../helpers/servers.ts';
-import { deleteStreams, metricValue, natsConnect, natsToVictoria, storedIds, streamMessages, waitFor } from './helpers.ts';
+import { metricValue, natsToVictoria, storedIds, streamMessages, waitFor, withNats } from './helpers.ts';
 
 describe('NATS source with signatures: required', () => {
-  let nc: NatsConnection;
+  let nc!: NatsConnection;
   const namespace = uniqueName('sig');
   const stream = 'logs';
-  before(async () => {
-    nc = await natsConnect();
-  });
-  after(async () => {
-    await deleteStreams(nc, `${namespace}_${stream}`, `${namespace}_${stream}_dlq`);
-    await nc.close();
-  });
+  withNats((connection) => (nc = connection)).push(`${namespace}_${stream}`, `${namespace}_${stream}_dlq`);
 
   it('stores a correctly signed event, and terms + dead-letters unsigned and wrongly signed ones with the reason', async () => {
     const trusted = generateKeyPairSync('ed25519');

@@ -4,26 +4,19 @@
  * "stopped" really stops the VictoriaLogs test server and starts it again.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { newAuditEvent, Transfer } from '../../../src/client/index.ts';
 import { startEngine, type TestEngine } from '../../helpers/engine.ts';
 import { serverCtl, serverEnv, uniqueName } from '../../helpers/servers.ts';
-import { deleteStreams, FailingForwarder, metricValue, natsConnect, natsToVictoria, storedIds, streamMessages, waitFor } from '../nats/helpers.ts';
+import { FailingForwarder, metricValue, natsToVictoria, storedIds, streamMessages, waitFor, withNats } from '../nats/helpers.ts';
 
 const EVENTS = 300;
 
 describe('VictoriaLogs failures: nothing acked while failing, everything there after recovery', () => {
-  let nc: NatsConnection;
-  const streams: string[] = [];
-  before(async () => {
-    nc = await natsConnect();
-  });
-  after(async () => {
-    await deleteStreams(nc, ...streams);
-    await nc.close();
-  });
+  let nc!: NatsConnection;
+  const streams = withNats((connection) => (nc = connection));
 
   async function scenario(victoriaUrl: string, fail: () => Promise<void>, waitFailing: (engine: TestEngine) => Promise<void>, recover: () => Promise<void>) {
     const namespace = uniqueName('outage');
