@@ -1,9 +1,10 @@
 /**
- * HTTP intake overhead: NDJSON bulk requests through the engine into the ndjson_file sink
- * (fsync per batch), beside the limit measured in the same run: a bare node:http server that
- * reads each body and answers, with the same client and payloads.
+ * HTTP intake: NDJSON bulk requests through the engine into the ndjson_file sink (fsync per
+ * batch), or with `--sink chain` into the Postgres hash-chain store (argus's job; a fresh schema
+ * in DATABASE_URL), beside the limit measured in the same run: a bare node:http server that reads
+ * each body and answers, with the same client and payloads.
  *
- *   npm run bench:http -- [--events 200000] [--per-request 1000] [--concurrency 4]
+ *   npm run bench:http -- [--sink file|chain] [--events 200000] [--per-request 1000] [--concurrency 4]
  */
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
@@ -16,6 +17,7 @@ const { values } = parseArgs({
     events: { type: 'string', default: '200000' },
     'per-request': { type: 'string', default: '1000' },
     concurrency: { type: 'string', default: '4' },
+    sink: { type: 'string', default: 'file' },
   },
 });
 const total = Number(values.events);
@@ -71,7 +73,9 @@ const t = await startEngine({
     name: 'test',
     source: { type: 'http', listen: '127.0.0.1:0', max_events_per_request: perRequest },
     batch: { max_events: 1000, interval_ms: 50, max_in_flight: 4 },
-    sinks: [{ type: 'ndjson_file', path: 'bench.ndjson' }],
+    sinks: [values.sink === 'chain'
+      ? { type: 'postgres', url: process.env.DATABASE_URL, schema: `bench_${Date.now().toString(36)}`, checkpoint_key_generate: true, retry: { timeout_ms: 60_000 } }
+      : { type: 'ndjson_file', path: 'bench.ndjson' }],
   }],
 }, { pluginsFile: path.resolve(import.meta.dirname, '../test/fixtures/plugins-example.json') });
 const engineResult = await drive(t.url());
@@ -79,6 +83,7 @@ await t.stop();
 
 console.log(JSON.stringify({
   bench: 'http-ingest',
+  sink: values.sink === 'chain' ? 'postgres hash chain' : 'ndjson_file (fsync per batch)',
   events: requests * perRequest,
   perRequest,
   concurrency,

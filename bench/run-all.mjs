@@ -22,6 +22,7 @@ if (!env.NATS_URL) {
 const minutes = process.env.BENCH_MEMORY_MINUTES ?? '10';
 const runs = [
   ['http-ingest', ['bench/http-ingest.ts']],
+  ['http-chain', ['bench/http-ingest.ts', '--sink', 'chain']],
   ['nats-victorialogs', ['bench/nats-victorialogs.ts']],
   ['postgres-chain', ['bench/postgres-chain.ts']],
   ['fanout', ['bench/fanout.ts']],
