@@ -1,4 +1,12 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+
+/**
+ * The metric called `name` in `registry`, made by `create` the first time: every instance of a
+ * component (one per pipeline) shares one metric and tells itself apart by its labels.
+ */
+export function sharedMetric<T extends Metric>(registry: Registry, name: string, create: () => T): T {
+  return (registry.getSingleMetric(name) as T | undefined) ?? create();
+}
 
 /**
  * The engine's own metrics. Labels are bounded: pipeline and sink names come from the config,

@@ -17,6 +17,7 @@ export type {
 export type { EventOptions, EventLimits } from '../core/event.ts';
 export type { Logger } from '../core/logger.ts';
 export { PermanentError, InvalidEventError, toEvent };
+export { sharedMetric } from '../core/metrics.ts';
 
 export const API_VERSION = 1;
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Batch, ComponentContext, JsonValue, Sink, WriteResult, EventId } from '../../public/index.ts';
+import { sharedMetric, type Batch, type ComponentContext, type JsonValue, type Sink, type WriteResult, type EventId } from '../../public/index.ts';
 import { chainStoreToken } from '../../security/chain.ts';
 import { checkpointAnchorsToken, type AnchoredCheckpointPayload, type CheckpointAnchor, type SignedCheckpoint } from '../../security/checkpoint.ts';
 import { loadPrivateKeyEnv, loadPrivateKeyFile, writeKeyPair, type CheckpointKey } from '../../security/keys.ts';
@@ -33,8 +33,7 @@ export function generatedKeyPath(dataDir: string, pipeline: string): string {
 }
 
 function counter(registry: Registry, name: string, help: string): Counter<'pipeline'> {
-  return (registry.getSingleMetric(name) as Counter<'pipeline'> | undefined)
-    ?? new Counter({ name, help, labelNames: ['pipeline'], registers: [registry] });
+  return sharedMetric(registry, name, () => new Counter({ name, help, labelNames: ['pipeline'], registers: [registry] }));
 }
 
 /**
@@ -61,8 +60,8 @@ export class PostgresChainSink implements Sink {
       rejected: counter(registry, 'auditpipe_chain_rejected_total', 'Events the chain store could not store (dead-lettered).'),
       checkpoints: counter(registry, 'auditpipe_chain_checkpoints_total', 'Signed checkpoints written.'),
       checkpointFailures: counter(registry, 'auditpipe_chain_checkpoint_failures_total', 'Checkpoints that could not be written or anchored.'),
-      lastCheckpoint: (registry.getSingleMetric('auditpipe_chain_last_checkpoint_timestamp_seconds') as Gauge<'pipeline'> | undefined)
-        ?? new Gauge({ name: 'auditpipe_chain_last_checkpoint_timestamp_seconds', help: 'Time of the last signed checkpoint.', labelNames: ['pipeline'], registers: [registry] }),
+      lastCheckpoint: sharedMetric(registry, 'auditpipe_chain_last_checkpoint_timestamp_seconds',
+        () => new Gauge({ name: 'auditpipe_chain_last_checkpoint_timestamp_seconds', help: 'Time of the last signed checkpoint.', labelNames: ['pipeline'], registers: [registry] })),
     };
   }
 

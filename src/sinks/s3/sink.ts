@@ -5,7 +5,7 @@ import {
 import { canonicalJson } from '../../security/canonical-json.ts';
 import { createHash } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
-import { PermanentError, type Batch, type ComponentContext, type Logger, type Sink } from '../../public/index.ts';
+import { PermanentError, sharedMetric, type Batch, type ComponentContext, type Logger, type Sink } from '../../public/index.ts';
 import { checkpointAnchorsToken, type CheckpointAnchor, type SignedCheckpoint } from '../../security/checkpoint.ts';
 import { checkpointKey, encodeBatch, META_CHECKPOINT_NUMBER, META_CONTENT_SHA256, sha256Hex } from './object.ts';
 
@@ -47,14 +47,12 @@ const DAY_SECONDS = 86_400;
 
 function objectCounter(registry: Registry): Counter<'pipeline' | 'sink' | 'result'> {
   const name = 'auditpipe_s3_objects_total';
-  const existing = registry.getSingleMetric(name);
-  if (existing) return existing as Counter<'pipeline' | 'sink' | 'result'>;
-  return new Counter({
+  return sharedMetric(registry, name, () => new Counter({
     name,
     help: 'S3 objects by result: created, existed (a retry found its own object), existed_different (same event ids stored earlier with other content).',
     labelNames: ['pipeline', 'sink', 'result'],
     registers: [registry],
-  });
+  }));
 }
 
 /** HTTP status of an SDK error, when the server answered. */

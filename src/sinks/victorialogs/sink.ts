@@ -2,7 +2,7 @@ import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
 import { Counter, type Registry } from 'prom-client';
 import { Pool } from 'undici';
-import type { Batch, ComponentContext, Sink } from '../../public/index.ts';
+import { sharedMetric, type Batch, type ComponentContext, type Sink } from '../../public/index.ts';
 import type { VictoriaLogsSinkConfig } from './schema.ts';
 
 const gzip = promisify(gzipCallback);
@@ -62,14 +62,12 @@ export function ndjson(batch: Batch): string {
 
 function requestCounter(registry: Registry): Counter<'pipeline' | 'sink' | 'status'> {
   const name = 'auditpipe_victorialogs_requests_total';
-  const existing = registry.getSingleMetric(name);
-  if (existing) return existing as Counter<'pipeline' | 'sink' | 'status'>;
-  return new Counter({
+  return sharedMetric(registry, name, () => new Counter({
     name,
     help: 'VictoriaLogs ingest requests by HTTP status ("error" when no answer came).',
     labelNames: ['pipeline', 'sink', 'status'],
     registers: [registry],
-  });
+  }));
 }
 
 /**

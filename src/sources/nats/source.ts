@@ -11,7 +11,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type {
   ActorId, AuditEvent, ComponentContext, Envelope, JsonObject, Outcome, Source, SourceContext,
 } from '../../public/index.ts';
-import { InvalidEventError, toEvent } from '../../public/index.ts';
+import { InvalidEventError, sharedMetric, toEvent } from '../../public/index.ts';
 import { SignaturePolicy } from '../../security/signature-policy.ts';
 import {
   deadLetterStream, deadLetterSubject, streamName, subjectName, type NatsSourceConfig,
@@ -32,20 +32,16 @@ interface NatsMetrics {
   pullErrors: Counter<'pipeline'>;
 }
 
-function metric<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
-}
-
 function natsMetrics(registry: Registry): NatsMetrics {
   const registers = [registry];
   const consumerLabels = ['pipeline', 'stream', 'consumer'] as const;
   return {
-    pending: metric(registry, 'auditpipe_nats_consumer_pending', () => new Gauge({ name: 'auditpipe_nats_consumer_pending', help: 'Messages in the stream not yet delivered to the consumer.', labelNames: consumerLabels, registers })),
-    ackPending: metric(registry, 'auditpipe_nats_consumer_ack_pending', () => new Gauge({ name: 'auditpipe_nats_consumer_ack_pending', help: 'Messages delivered and awaiting an ack.', labelNames: consumerLabels, registers })),
-    redelivered: metric(registry, 'auditpipe_nats_consumer_redelivered', () => new Gauge({ name: 'auditpipe_nats_consumer_redelivered', help: 'Messages the server is redelivering (consumer info num_redelivered).', labelNames: consumerLabels, registers })),
-    redeliveries: metric(registry, 'auditpipe_nats_redeliveries_total', () => new Counter({ name: 'auditpipe_nats_redeliveries_total', help: 'Messages this process received with a delivery count above 1.', labelNames: ['pipeline', 'stream'], registers })),
-    deadLettered: metric(registry, 'auditpipe_nats_dead_lettered_total', () => new Counter({ name: 'auditpipe_nats_dead_lettered_total', help: 'Messages copied to a dead-letter destination (pipeline sink or NATS subject) and terminated, by reason.', labelNames: ['pipeline', 'destination', 'reason'], registers })),
-    pullErrors: metric(registry, 'auditpipe_nats_pull_errors_total', () => new Counter({ name: 'auditpipe_nats_pull_errors_total', help: 'Pulls that failed (disconnects, missing consumer); pulling resumes with backoff.', labelNames: ['pipeline'], registers })),
+    pending: sharedMetric(registry, 'auditpipe_nats_consumer_pending', () => new Gauge({ name: 'auditpipe_nats_consumer_pending', help: 'Messages in the stream not yet delivered to the consumer.', labelNames: consumerLabels, registers })),
+    ackPending: sharedMetric(registry, 'auditpipe_nats_consumer_ack_pending', () => new Gauge({ name: 'auditpipe_nats_consumer_ack_pending', help: 'Messages delivered and awaiting an ack.', labelNames: consumerLabels, registers })),
+    redelivered: sharedMetric(registry, 'auditpipe_nats_consumer_redelivered', () => new Gauge({ name: 'auditpipe_nats_consumer_redelivered', help: 'Messages the server is redelivering (consumer info num_redelivered).', labelNames: consumerLabels, registers })),
+    redeliveries: sharedMetric(registry, 'auditpipe_nats_redeliveries_total', () => new Counter({ name: 'auditpipe_nats_redeliveries_total', help: 'Messages this process received with a delivery count above 1.', labelNames: ['pipeline', 'stream'], registers })),
+    deadLettered: sharedMetric(registry, 'auditpipe_nats_dead_lettered_total', () => new Counter({ name: 'auditpipe_nats_dead_lettered_total', help: 'Messages copied to a dead-letter destination (pipeline sink or NATS subject) and terminated, by reason.', labelNames: ['pipeline', 'destination', 'reason'], registers })),
+    pullErrors: sharedMetric(registry, 'auditpipe_nats_pull_errors_total', () => new Counter({ name: 'auditpipe_nats_pull_errors_total', help: 'Pulls that failed (disconnects, missing consumer); pulling resumes with backoff.', labelNames: ['pipeline'], registers })),
   };
 }
 
