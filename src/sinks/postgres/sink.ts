@@ -118,9 +118,10 @@ export class PostgresChainSink implements Sink {
     // One append at a time per process: concurrent batches touch the same actors' head rows and
     // only queue on their locks inside PostgreSQL (measured: 4 in flight were 5x slower than 1,
     // docs/benchmarks.md). Queued here instead, a batch whose attempt was given up never starts.
+    const prepared = store.prepare(batch.events);
     const run = this.appending.then(() => {
       if (signal?.aborted) throw signal.reason;
-      return store.append(batch.events);
+      return store.appendPrepared(prepared);
     });
     this.appending = run.catch(() => undefined);
     const result = await run;

@@ -37,6 +37,12 @@ interface Prepared {
   readonly receivedAt: string;
 }
 
+/** A batch ready to append: its events prepared, and those that have no canonical form. */
+export interface PreparedBatch {
+  readonly items: Prepared[];
+  readonly rejected: Array<{ id: EventId; reason: string }>;
+}
+
 export interface AppendResult {
   readonly positions: Map<EventId, ChainPosition>;
   readonly rejected: Array<{ id: EventId; reason: string }>;
@@ -108,11 +114,18 @@ export class ChainStore implements ChainStoreReader, VerifySource {
    * `rejected`; any other failure throws and nothing of that transaction is committed.
    */
   async append(events: readonly AuditEvent[]): Promise<AppendResult> {
-    const result: AppendResult = { positions: new Map(), rejected: [], duplicates: 0, appended: 0 };
-    const prepared: Prepared[] = [];
+    return this.appendPrepared(this.prepare(events));
+  }
+
+  /**
+   * The part of an append that needs no database (canonical JSON of each event, column times), so
+   * a caller that serialises appends can do it for the next batch while the current one runs.
+   */
+  prepare(events: readonly AuditEvent[]): PreparedBatch {
+    const batch: PreparedBatch = { items: [], rejected: [] };
     for (const event of events) {
       try {
-        prepared.push({
+        batch.items.push({
           event,
           actor: event.actorId ?? NO_ACTOR,
           eventCanonical: canonicalJson(event.data),
@@ -121,10 +134,15 @@ export class ChainStore implements ChainStoreReader, VerifySource {
         });
       } catch (error) {
         if (!(error instanceof CanonicalJsonError)) throw error;
-        result.rejected.push({ id: event.id, reason: error.message });
+        batch.rejected.push({ id: event.id, reason: error.message });
       }
     }
-    if (prepared.length > 0) await this.appendIsolating(prepared, result);
+    return batch;
+  }
+
+  async appendPrepared(batch: PreparedBatch): Promise<AppendResult> {
+    const result: AppendResult = { positions: new Map(), rejected: [...batch.rejected], duplicates: 0, appended: 0 };
+    if (batch.items.length > 0) await this.appendIsolating(batch.items, result);
     return result;
   }
 
