@@ -15,8 +15,10 @@ import { ROOT, runCliSync, startCli, verifyJson, waitReadyOrExit } from './helpe
 /** `npm start` without npm: the same arguments the package.json script passes to node. */
 function npmStartArgs(): string[] {
   const script: string = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start;
-  const [node, main, ...rest] = script.split(' ');
+  const [node, ...words] = script.split(' ');
   assert.equal(node, 'node');
+  // Node's own flags (e.g. --max-semi-space-size) come before the script; the CLI gets the rest.
+  const [main, ...rest] = words.filter((word, i) => !(word.startsWith('--') && words.indexOf('src/cli/main.ts') > i));
   assert.equal(main, 'src/cli/main.ts');
   return rest;
 }
