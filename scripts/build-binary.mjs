@@ -46,7 +46,7 @@ try {
 const seaConfig = path.join(work, 'sea-config.json');
 const blob = path.join(work, 'sea-prep.blob');
 // execArgv: the same small young generation `npm start` and bin/auditpipe.js use (docs/benchmarks.md).
-writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false, assets, execArgv: ['--max-semi-space-size=8'] }, null, 2));
+writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false, assets, execArgv: ['--max-semi-space-size=4'] }, null, 2));
 execFileSync(process.execPath, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
 
 if (existsSync(out)) rmSync(out);
