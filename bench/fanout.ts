@@ -23,26 +23,19 @@ import { stringify } from 'yaml';
 import { createEngine } from '../src/core/app.ts';
 import { createLogger } from '../src/core/logger.ts';
 import { writeKeyPair } from '../src/security/keys.ts';
+import { requiredEnv } from './env.ts';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 50_000);
 const LATENCY_EVENTS = Number(process.env.BENCH_LATENCY_EVENTS ?? 5_000);
 const RATE = Number(process.env.BENCH_RATE ?? 1_000);
 const ACTORS = Number(process.env.BENCH_ACTORS ?? 1_000);
 
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) {
-    process.stderr.write(`${name} is not set; run "npm run servers:up" and "set -a; . .servers/env; set +a" first\n`);
-    process.exit(2);
-  }
-  return value;
-}
-const NATS_URL = required('NATS_URL');
-const DATABASE_URL = required('DATABASE_URL');
-const KAFKA_BROKERS = required('KAFKA_BROKERS');
-const S3_ENDPOINT = required('S3_ENDPOINT');
-const S3_ACCESS_KEY = required('S3_ACCESS_KEY');
-const S3_SECRET_KEY = required('S3_SECRET_KEY');
+const NATS_URL = requiredEnv('NATS_URL');
+const DATABASE_URL = requiredEnv('DATABASE_URL');
+const KAFKA_BROKERS = requiredEnv('KAFKA_BROKERS');
+const S3_ENDPOINT = requiredEnv('S3_ENDPOINT');
+const S3_ACCESS_KEY = requiredEnv('S3_ACCESS_KEY');
+const S3_SECRET_KEY = requiredEnv('S3_SECRET_KEY');
 const NATS_TOKEN = process.env.NATS_TOKEN || undefined;
 
 const tag = `fan${Date.now().toString(36)}`;

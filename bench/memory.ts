@@ -20,16 +20,12 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers } from '@nats-io/transport-node';
 import { stringify } from 'yaml';
 import { newAuditEvent, Transfer } from '../src/client/index.ts';
+import { requiredEnv } from './env.ts';
 
 const { values } = parseArgs({ options: { minutes: { type: 'string', default: '10' }, rate: { type: 'string', default: '10000' } } });
 const minutes = Number(values.minutes);
 const rate = Number(values.rate);
-for (const name of ['NATS_URL', 'VICTORIA_URL']) {
-  if (!process.env[name]) {
-    process.stderr.write(`${name} is not set; run "npm run servers:up" and "set -a; . .servers/env; set +a" first\n`);
-    process.exit(2);
-  }
-}
+for (const name of ['NATS_URL', 'VICTORIA_URL']) requiredEnv(name);
 
 const dir = mkdtempSync(path.join(tmpdir(), 'auditpipe-memory-'));
 const namespace = `mem${Date.now().toString(36)}`;

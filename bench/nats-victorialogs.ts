@@ -17,20 +17,12 @@ import { stringify } from 'yaml';
 import { newAuditEvent, Transfer } from '../src/client/index.ts';
 import { createEngine } from '../src/core/app.ts';
 import { createLogger } from '../src/core/logger.ts';
+import { requiredEnv } from './env.ts';
 
 const EVENTS = Number(process.argv[2] ?? 100_000);
-const NATS_URL = required('NATS_URL');
-const VICTORIA_URL = required('VICTORIA_URL');
+const NATS_URL = requiredEnv('NATS_URL');
+const VICTORIA_URL = requiredEnv('VICTORIA_URL');
 const TOKEN = process.env.NATS_TOKEN || undefined;
-
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) {
-    process.stderr.write(`${name} is not set; run "npm run servers:up" and "set -a; . .servers/env; set +a" first\n`);
-    process.exit(2);
-  }
-  return value;
-}
 
 function makeEvent(tag: string, i: number) {
   // ~500 bytes of JSON, the shape the transfer SDK produces.
