@@ -115,16 +115,9 @@ export class PostgresChainSink implements Sink {
     const store = this.store;
     if (!store) throw new Error('chain store is not started');
     const labels = { pipeline: this.ctx.pipeline };
-    // One append at a time per process: concurrent batches touch the same actors' head rows and
-    // only queue on their locks inside PostgreSQL (measured: 4 in flight were 5x slower than 1,
-    // docs/benchmarks.md). Queued here instead, a batch whose attempt was given up never starts.
-    const prepared = store.prepare(batch.events);
-    const run = this.appending.then(() => {
-      if (signal?.aborted) throw signal.reason;
-      return store.appendPrepared(prepared);
-    });
-    this.appending = run.catch(() => undefined);
-    const result = await run;
+    // Batches run one transaction at a time per store (the next one hashed while the current
+    // one is written); a batch whose attempt was given up before its turn never starts.
+    const result = await store.append(batch.events, signal);
     this.metrics.appended.inc(labels, result.appended);
     if (result.duplicates > 0) this.metrics.duplicates.inc(labels, result.duplicates);
     if (result.rejected.length > 0) {
@@ -143,8 +136,6 @@ export class PostgresChainSink implements Sink {
   }
 
   /** Writes one checkpoint now (one at a time), then hands it to every registered anchor. */
-  private appending: Promise<unknown> = Promise.resolve();
-
   checkpoint(): Promise<SignedCheckpoint | undefined> {
     const run = this.checkpointing.then(() => this.writeCheckpoint());
     this.checkpointing = run.catch(() => undefined);

@@ -1,79 +1,18 @@
 /**
- * The chain store: appends events to per-actor hash chains, writes signed checkpoints, and
- * answers reads (for the read API and for the verifier). All SQL lives here.
+ * The chain store: appends events to per-actor hash chains (append.ts), writes signed
+ * checkpoints, and answers reads (for the read API and for the verifier).
  */
-import { sql, type Transaction } from 'kysely';
-import type { AuditEvent, EventId, JsonObject } from '../../public/index.ts';
-import { canonicalJson, CanonicalJsonError } from '../../security/canonical-json.ts';
-import {
-  canonicalRecord, chainHashUnchecked, GENESIS_HASH, isHashHex, NO_ACTOR,
-  type ChainPage, type ChainPosition, type ChainQuery, type ChainRecord, type ChainStoreReader, type ChainSummary,
-} from '../../security/chain.ts';
+import { sql } from 'kysely';
+import type { AuditEvent, JsonObject } from '../../public/index.ts';
+import { type ChainPage, type ChainQuery, type ChainRecord, type ChainStoreReader, type ChainSummary } from '../../security/chain.ts';
 import {
   FIRST_PREVIOUS, headsRoot, MAX_ANCHORED_HEADS, parseCheckpoint, signCheckpoint, sortHeads,
   type AnchoredCheckpointPayload, type ChainHead,
 } from '../../security/checkpoint.ts';
 import type { CheckpointKey } from '../../security/keys.ts';
 import { formatHeads, type StoredCheckpoint, type VerifyRow, type VerifySource } from '../../security/verify.ts';
+import { ChainAppender, columnTime, type AppendResult } from './append.ts';
 import type { ChainDb } from './db.ts';
-
-/**
- * Joins the records of a batch into one parameter. Canonical JSON never holds a raw control
- * character (JSON escapes them), so U+001E cannot occur inside a record; hashes and ISO times
- * hold no commas. This spares the driver escaping every quote of every record into an array
- * literal, which was the largest CPU cost of an append.
- */
-const RECORD_SEPARATOR = '\u001e';
-
-/** How many actors' head rows the store remembers as existing (about 100 bytes each). */
-const MAX_KNOWN_HEADS = 1_000_000;
-
-/** An event ready to be chained: everything but its position is known before the transaction. */
-interface Prepared {
-  readonly event: AuditEvent;
-  readonly actor: string;
-  readonly eventCanonical: string;
-  readonly eventTime: string;
-  readonly receivedAt: string;
-}
-
-/** A batch ready to append: its events prepared, and those that have no canonical form. */
-export interface PreparedBatch {
-  readonly items: Prepared[];
-  readonly rejected: Array<{ id: EventId; reason: string }>;
-}
-
-export interface AppendResult {
-  readonly positions: Map<EventId, ChainPosition>;
-  readonly rejected: Array<{ id: EventId; reason: string }>;
-  /** Events already stored before (redelivery): not appended again. */
-  readonly duplicates: number;
-  readonly appended: number;
-}
-
-/** A statement the database refused because of one row's values: the row must be isolated, not retried. */
-function isRowError(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  if (typeof code !== 'string') return false;
-  // Class 22 = data exception (e.g. \u0000 in jsonb, out of range); 23502/23514 = not-null/check.
-  return code.startsWith('22') || code === '23502' || code === '23514';
-}
-
-function describeRowError(error: unknown): string {
-  const e = error as { message?: string; code?: string; detail?: string };
-  return `PostgreSQL refused the row: ${e.message ?? String(error)}${e.detail ? ` (${e.detail})` : ''}${e.code ? ` [SQLSTATE ${e.code}]` : ''}`;
-}
-
-const ISO_MILLISECONDS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-
-/** Milliseconds-precision UTC of an RFC 3339 time: what the event_time/received_at columns hold. */
-function columnTime(rfc3339: string): string {
-  // Receipt times (and many event times) are already in this form: skip the round trip through Date.
-  if (ISO_MILLISECONDS.test(rfc3339) && !Number.isNaN(Date.parse(rfc3339))) return rfc3339;
-  const ms = Date.parse(rfc3339);
-  if (Number.isNaN(ms)) throw new CanonicalJsonError(`time ${JSON.stringify(rfc3339)} is not RFC 3339`);
-  return new Date(ms).toISOString();
-}
 
 export class ChainStore implements ChainStoreReader, VerifySource {
   readonly db: ChainDb;
@@ -81,11 +20,7 @@ export class ChainStore implements ChainStoreReader, VerifySource {
   private readonly events;
   private readonly heads_;
   private readonly checkpoints_;
-  /**
-   * Actors whose head row is known to be committed (head rows are never deleted by auditpipe),
-   * so a batch of known actors skips the head-creating INSERT. Bounded; forgetting is harmless.
-   */
-  private readonly knownHeads = new Set<string>();
+  private readonly appender: ChainAppender;
 
   constructor(db: ChainDb, schema: string) {
     this.db = db;
@@ -93,6 +28,7 @@ export class ChainStore implements ChainStoreReader, VerifySource {
     this.events = sql.id(schema, 'chain_events');
     this.heads_ = sql.id(schema, 'chain_heads');
     this.checkpoints_ = sql.id(schema, 'chain_checkpoints');
+    this.appender = new ChainAppender(db, schema);
   }
 
   /** The database must store text as UTF-8, or the hashed bytes would not round-trip. */
@@ -108,136 +44,9 @@ export class ChainStore implements ChainStoreReader, VerifySource {
     if (!result.rows[0]?.t) throw new Error(`no chain store in schema ${this.schema} (table ${this.schema}.chain_events does not exist)`);
   }
 
-  /**
-   * Appends a batch. Redelivered ids keep their original position. A row the database refuses
-   * is isolated by splitting the batch (the parts commit separately) and comes back in
-   * `rejected`; any other failure throws and nothing of that transaction is committed.
-   */
-  async append(events: readonly AuditEvent[]): Promise<AppendResult> {
-    return this.appendPrepared(this.prepare(events));
-  }
-
-  /**
-   * The part of an append that needs no database (canonical JSON of each event, column times), so
-   * a caller that serialises appends can do it for the next batch while the current one runs.
-   */
-  prepare(events: readonly AuditEvent[]): PreparedBatch {
-    const batch: PreparedBatch = { items: [], rejected: [] };
-    for (const event of events) {
-      try {
-        batch.items.push({
-          event,
-          actor: event.actorId ?? NO_ACTOR,
-          eventCanonical: canonicalJson(event.data),
-          eventTime: columnTime(event.time),
-          receivedAt: columnTime(event.receivedAt),
-        });
-      } catch (error) {
-        if (!(error instanceof CanonicalJsonError)) throw error;
-        batch.rejected.push({ id: event.id, reason: error.message });
-      }
-    }
-    return batch;
-  }
-
-  async appendPrepared(batch: PreparedBatch): Promise<AppendResult> {
-    const result: AppendResult = { positions: new Map(), rejected: [...batch.rejected], duplicates: 0, appended: 0 };
-    if (batch.items.length > 0) await this.appendIsolating(batch.items, result);
-    return result;
-  }
-
-  private async appendIsolating(items: readonly Prepared[], into: AppendResult): Promise<void> {
-    try {
-      const { positions, duplicates, appended, actors } = await this.db.transaction((tx) => this.appendTx(tx, items));
-      if (this.knownHeads.size + actors.length > MAX_KNOWN_HEADS) this.knownHeads.clear();
-      for (const actor of actors) this.knownHeads.add(actor);
-      for (const [id, position] of positions) into.positions.set(id, position);
-      (into as { duplicates: number }).duplicates += duplicates;
-      (into as { appended: number }).appended += appended;
-    } catch (error) {
-      if (!isRowError(error)) throw error;
-      if (items.length === 1) {
-        into.rejected.push({ id: items[0]!.event.id, reason: describeRowError(error) });
-        return;
-      }
-      // Halves in order, so each actor's events keep their batch order in the chain.
-      const middle = Math.ceil(items.length / 2);
-      await this.appendIsolating(items.slice(0, middle), into);
-      await this.appendIsolating(items.slice(middle), into);
-    }
-  }
-
-  private async appendTx(tx: Transaction<any>, items: readonly Prepared[]) {
-    const positions = new Map<EventId, ChainPosition>();
-    const actors = [...new Set(items.map((item) => item.actor))];
-    // Heads are created first (only for actors not known to have one), then locked in one
-    // consistent order, so concurrent writers (in this process or others) queue per actor
-    // instead of deadlocking.
-    const unknown = actors.filter((actor) => !this.knownHeads.has(actor));
-    if (unknown.length > 0) {
-      await sql`INSERT INTO ${this.heads_} (actor, seq, hash)
-        SELECT a, 0, ${GENESIS_HASH} FROM unnest(${unknown}::text[]) AS a ORDER BY a
-        ON CONFLICT (actor) DO NOTHING`.execute(tx);
-    }
-    const locked = await sql<{ actor: string; seq: string | number; hash: string }>`SELECT actor, seq, hash FROM ${this.heads_}
-      WHERE actor = ANY(${actors}::text[]) ORDER BY actor FOR UPDATE`.execute(tx);
-    const heads = new Map<string, { seq: number; hash: string }>();
-    for (const row of locked.rows) {
-      // Checked once here, so the chain below can hash without re-validating each link.
-      if (!isHashHex(row.hash)) throw new Error(`head row of actor ${JSON.stringify(row.actor)} holds a malformed hash`);
-      heads.set(row.actor, { seq: Number(row.seq), hash: row.hash });
-    }
-    if (heads.size !== actors.length) {
-      // A head row disappeared (edited by hand): forget what we knew; the retry recreates it.
-      for (const actor of actors) if (!heads.has(actor)) this.knownHeads.delete(actor);
-      throw new Error(`head rows of ${actors.length - heads.size} actors are missing; retrying creates them`);
-    }
-
-    // Checked under the head locks: a concurrent writer of the same id has committed by now.
-    const ids = [...new Set(items.map((item) => item.event.id as string))];
-    const stored = await sql<{ event_id: string; actor: string; seq: string | number; prev_hash: string; hash: string }>`
-      SELECT event_id, actor, seq, prev_hash, hash FROM ${this.events} WHERE event_id = ANY(${ids}::text[])`.execute(tx);
-    for (const row of stored.rows) {
-      positions.set(row.event_id as EventId, { actor: row.actor, sequence: Number(row.seq), previousHash: row.prev_hash, hash: row.hash });
-    }
-    const duplicates = items.filter((item) => positions.has(item.event.id)).length;
-
-    const moved = new Set<string>();
-    const cols = { actor: [] as string[], seq: [] as number[], id: [] as string[], prev: [] as string[], hash: [] as string[], canonical: [] as string[], time: [] as string[], received: [] as string[] };
-    for (const item of items) {
-      if (positions.has(item.event.id)) continue;
-      const head = heads.get(item.actor);
-      if (!head) throw new Error(`head row of actor ${JSON.stringify(item.actor)} was not locked`);
-      const seq = head.seq + 1;
-      const record = canonicalRecord({ actor: item.actor, seq, id: item.event.id, receivedAt: item.event.receivedAt, event: item.event.data }, item.eventCanonical);
-      const hash = chainHashUnchecked(head.hash, record);
-      positions.set(item.event.id, { actor: item.actor, sequence: seq, previousHash: head.hash, hash });
-      cols.actor.push(item.actor);
-      cols.seq.push(seq);
-      cols.id.push(item.event.id);
-      cols.prev.push(head.hash);
-      cols.hash.push(hash);
-      cols.canonical.push(record);
-      cols.time.push(item.eventTime);
-      cols.received.push(item.receivedAt);
-      head.seq = seq;
-      head.hash = hash;
-      moved.add(item.actor);
-    }
-    if (cols.id.length > 0) {
-      // One statement (one round trip): the rows, and the heads they move.
-      const movedActors = [...moved];
-      await sql`WITH appended AS (
-          INSERT INTO ${this.events} (actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at)
-          SELECT * FROM unnest(${cols.actor}::text[], ${cols.seq}::int8[], ${cols.id}::text[],
-            string_to_array(${cols.prev.join(',')}, ','), string_to_array(${cols.hash.join(',')}, ','),
-            string_to_array(${cols.canonical.join(RECORD_SEPARATOR)}, ${RECORD_SEPARATOR}),
-            string_to_array(${cols.time.join(',')}, ',')::timestamptz[], string_to_array(${cols.received.join(',')}, ',')::timestamptz[]))
-        UPDATE ${this.heads_} AS h SET seq = v.seq, hash = v.hash
-        FROM unnest(${movedActors}::text[], ${movedActors.map((actor) => heads.get(actor)!.seq)}::int8[], ${movedActors.map((actor) => heads.get(actor)!.hash)}::text[]) AS v(actor, seq, hash)
-        WHERE h.actor = v.actor`.execute(tx);
-    }
-    return { positions, duplicates, appended: cols.id.length, actors };
+  /** Appends a batch after those already handed in (see ChainAppender). */
+  append(events: readonly AuditEvent[], abort?: AbortSignal): Promise<AppendResult> {
+    return this.appender.append(events, abort);
   }
 
   /**
@@ -303,7 +112,7 @@ export class ChainStore implements ChainStoreReader, VerifySource {
     const desc = (filter.order ?? 'desc') === 'desc';
     const conditions = [sql`true`];
     if (filter.actor !== undefined) conditions.push(sql`actor = ${filter.actor}`);
-    if (filter.action !== undefined) conditions.push(sql`data->>'action' = ${filter.action}`);
+    if (filter.action !== undefined) conditions.push(sql`(canonical::jsonb) -> 'event' ->> 'action' = ${filter.action}`);
     if (filter.from !== undefined) conditions.push(sql`event_time >= ${columnTime(filter.from)}::timestamptz`);
     if (filter.to !== undefined) conditions.push(sql`event_time < ${columnTime(filter.to)}::timestamptz`);
     if (filter.cursor !== undefined) {

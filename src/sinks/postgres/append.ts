@@ -1,0 +1,342 @@
+/**
+ * Appending batches to the per-actor hash chains (docs/chain-format.md; the why of this design
+ * is in docs/decisions.md, "Chain appends").
+ *
+ * Correctness rests on one rule: inside the batch transaction, the head row of every actor of the
+ * batch is locked (in actor order, so writers never deadlock) and each new row links from the
+ * locked head. Everything else here is about not wasting time around that rule:
+ *
+ * - Batches of one store run one transaction at a time; they would only queue on the same head
+ *   locks inside PostgreSQL.
+ * - Speculation: while batch N's rows are being written, batch N+1 is hashed in Node on the heads
+ *   batch N will leave. Under its locks batch N+1 then only checks that the heads are what it
+ *   assumed (one statement that returns nothing when they are). Where another writer moved a
+ *   head, or batch N failed, the actual head comes back and those actors are re-hashed.
+ * - Redelivery: the unique event id decides. A batch is written without looking ids up first; if
+ *   an id is already stored the insert fails, the transaction rolls back, and the batch is
+ *   redone with a lookup, keeping the stored events' positions.
+ * - A row PostgreSQL refuses is isolated by splitting the batch; the other rows commit.
+ */
+import { sql, type Transaction } from 'kysely';
+import type { AuditEvent, EventId } from '../../public/index.ts';
+import { canonicalJson, CanonicalJsonError } from '../../security/canonical-json.ts';
+import { canonicalRecord, chainHashUnchecked, GENESIS_HASH, isHashHex, NO_ACTOR, type ChainPosition } from '../../security/chain.ts';
+import type { ChainDb } from './db.ts';
+
+/**
+ * Joins the records of a batch into one parameter. Canonical JSON never holds a raw control
+ * character (JSON escapes them), so U+001E cannot occur inside a record; hashes, numbers and ISO
+ * times hold no commas. This spares the driver escaping every quote of every record into an
+ * array literal, which was the largest CPU cost of an append.
+ */
+const RECORD_SEPARATOR = '\u001e';
+
+/** How many actors' heads are remembered (about 200 bytes each); forgetting only costs a re-hash. */
+const MAX_REMEMBERED_HEADS = 1_000_000;
+
+/** An event ready to be chained: everything but its position is known before the transaction. */
+interface Prepared {
+  readonly event: AuditEvent;
+  readonly actor: string;
+  readonly eventCanonical: string;
+  readonly eventTime: string;
+  readonly receivedAt: string;
+}
+
+/** A batch ready to append: its events prepared, and those that have no canonical form. */
+interface PreparedBatch {
+  readonly items: readonly Prepared[];
+  readonly rejected: ReadonlyArray<{ id: EventId; reason: string }>;
+}
+
+export interface AppendResult {
+  readonly positions: Map<EventId, ChainPosition>;
+  readonly rejected: Array<{ id: EventId; reason: string }>;
+  /** Events already stored before (redelivery): not appended again. */
+  readonly duplicates: number;
+  readonly appended: number;
+}
+
+interface Head {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+/** The rows a batch will write, hashed from known heads. */
+interface Plan {
+  /** The head of every actor of the batch the plan starts from. */
+  readonly from: Map<string, Head>;
+  /** The head every actor of the batch is left at. */
+  readonly to: Map<string, Head>;
+  readonly positions: Map<EventId, ChainPosition>;
+  readonly rows: {
+    readonly actor: string[]; readonly seq: number[]; readonly id: string[]; readonly prev: string[];
+    readonly hash: string[]; readonly record: string[]; readonly time: string[]; readonly received: string[];
+  };
+}
+
+/** A statement the database refused because of one row's values: the row must be isolated, not retried. */
+function isRowError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== 'string') return false;
+  // Class 22 = data exception (e.g. \u0000 in text, out of range); 23502/23514 = not-null/check.
+  return code.startsWith('22') || code === '23502' || code === '23514';
+}
+
+function isStoredIdConflict(error: unknown): boolean {
+  const e = error as { code?: unknown; constraint?: unknown; message?: unknown };
+  return e?.code === '23505' && (e.constraint === 'chain_events_event_id_key' || String(e.message).includes('chain_events_event_id_key'));
+}
+
+function describeRowError(error: unknown): string {
+  const e = error as { message?: string; code?: string; detail?: string };
+  return `PostgreSQL refused the row: ${e.message ?? String(error)}${e.detail ? ` (${e.detail})` : ''}${e.code ? ` [SQLSTATE ${e.code}]` : ''}`;
+}
+
+const ISO_MILLISECONDS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/** Milliseconds-precision UTC of an RFC 3339 time: what the event_time/received_at columns hold. */
+export function columnTime(rfc3339: string): string {
+  // Receipt times (and many event times) are already in this form: skip the round trip through Date.
+  if (ISO_MILLISECONDS.test(rfc3339) && !Number.isNaN(Date.parse(rfc3339))) return rfc3339;
+  const ms = Date.parse(rfc3339);
+  if (Number.isNaN(ms)) throw new CanonicalJsonError(`time ${JSON.stringify(rfc3339)} is not RFC 3339`);
+  return new Date(ms).toISOString();
+}
+
+/** Lets pending I/O (a statement's result, the next statement's send) through before more CPU work. */
+const yieldToIo = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Events prepared between two yields: about a millisecond of work. */
+const PREPARE_CHUNK = 128;
+
+/**
+ * The part of an append that needs no database: canonical JSON of each event, column times.
+ * Done in slices, so the transaction of the batch before is never kept waiting for it.
+ */
+async function prepareBatch(events: readonly AuditEvent[]): Promise<PreparedBatch> {
+  const items: Prepared[] = [];
+  const rejected: Array<{ id: EventId; reason: string }> = [];
+  for (let i = 0; i < events.length; i += 1) {
+    if (i > 0 && i % PREPARE_CHUNK === 0) await yieldToIo();
+    const event = events[i]!;
+    try {
+      items.push({
+        event,
+        actor: event.actorId ?? NO_ACTOR,
+        eventCanonical: canonicalJson(event.data),
+        eventTime: columnTime(event.time),
+        receivedAt: columnTime(event.receivedAt),
+      });
+    } catch (error) {
+      if (!(error instanceof CanonicalJsonError)) throw error;
+      rejected.push({ id: event.id, reason: error.message });
+    }
+  }
+  return { items, rejected };
+}
+
+/** Hashes `items` onto `heads` (missing actors start at genesis), skipping `stored` ids and repeats. */
+function plan(items: readonly Prepared[], heads: ReadonlyMap<string, Head>, stored: ReadonlyMap<EventId, ChainPosition>): Plan {
+  const from = new Map<string, Head>();
+  const to = new Map<string, Head>();
+  const positions = new Map<EventId, ChainPosition>(stored);
+  const rows: Plan['rows'] = { actor: [], seq: [], id: [], prev: [], hash: [], record: [], time: [], received: [] };
+  for (const item of items) {
+    let head = to.get(item.actor);
+    if (!head) {
+      head = heads.get(item.actor) ?? { seq: 0, hash: GENESIS_HASH };
+      from.set(item.actor, head);
+    }
+    if (positions.has(item.event.id)) {
+      to.set(item.actor, head);
+      continue;
+    }
+    const seq = head.seq + 1;
+    const record = canonicalRecord({ actor: item.actor, seq, id: item.event.id, receivedAt: item.event.receivedAt, event: item.event.data }, item.eventCanonical);
+    const hash = chainHashUnchecked(head.hash, record);
+    positions.set(item.event.id, { actor: item.actor, sequence: seq, previousHash: head.hash, hash });
+    rows.actor.push(item.actor);
+    rows.seq.push(seq);
+    rows.id.push(item.event.id);
+    rows.prev.push(head.hash);
+    rows.hash.push(hash);
+    rows.record.push(record);
+    rows.time.push(item.eventTime);
+    rows.received.push(item.receivedAt);
+    to.set(item.actor, { seq, hash });
+  }
+  return { from, to, positions, rows };
+}
+
+/** A promise with its resolver, for the hand-over points between consecutive batches. */
+function signal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+export class ChainAppender {
+  private readonly db: ChainDb;
+  private readonly events;
+  private readonly heads;
+  /** Actors whose head row is committed (auditpipe never deletes one): no head-creating INSERT needed. */
+  private readonly existingHeads = new Set<string>();
+  /** The heads each actor will have once every batch hashed so far commits: what the next batch assumes. */
+  private readonly assumedHeads = new Map<string, Head>();
+  /** The previous batch: `hashed` when its rows are final, `finished` when its transaction ended. */
+  private previous = { hashed: Promise.resolve(), finished: Promise.resolve() };
+
+  constructor(db: ChainDb, schema: string) {
+    this.db = db;
+    this.events = sql.id(schema, 'chain_events');
+    this.heads = sql.id(schema, 'chain_heads');
+  }
+
+  /**
+   * Appends a batch after the batches already handed in (callers may call this
+   * concurrently; batches run in call order). Redelivered ids keep their original position. A
+   * row the database refuses comes back in `rejected`; any other failure throws and nothing of
+   * that batch is committed. A batch whose `abort` fired before its turn does not start.
+   */
+  async append(events: readonly AuditEvent[], abort?: AbortSignal): Promise<AppendResult> {
+    const hashed = signal();
+    const finished = signal();
+    const previous = this.previous;
+    this.previous = { hashed: hashed.promise, finished: finished.promise };
+    try {
+      const batch = await prepareBatch(events);
+      await previous.hashed;
+      // The batch before sends its rows first: hashing this one then overlaps their writing.
+      await yieldToIo();
+      const speculative = batch.items.length > 0 ? plan(batch.items, this.assumedHeads, new Map()) : undefined;
+      if (speculative) this.assume(speculative);
+      await previous.finished;
+      abort?.throwIfAborted();
+      const result: AppendResult = { positions: new Map(), rejected: [...batch.rejected], duplicates: 0, appended: 0 };
+      if (speculative) await this.appendIsolating(batch.items, speculative, result, hashed.resolve);
+      return result;
+    } catch (error) {
+      // What later batches assumed may not have been written: they re-check under their locks anyway.
+      this.assumedHeads.clear();
+      throw error;
+    } finally {
+      hashed.resolve();
+      finished.resolve();
+    }
+  }
+
+  private assume(planned: Plan): void {
+    if (this.assumedHeads.size + planned.to.size > MAX_REMEMBERED_HEADS) this.assumedHeads.clear();
+    for (const [actor, head] of planned.to) this.assumedHeads.set(actor, head);
+  }
+
+  private async appendIsolating(items: readonly Prepared[], speculative: Plan | undefined, into: AppendResult, hashed: () => void): Promise<void> {
+    try {
+      let outcome;
+      try {
+        outcome = await this.db.transaction((tx) => this.appendTx(tx, items, speculative, false, hashed));
+      } catch (error) {
+        if (!isStoredIdConflict(error)) throw error;
+        outcome = await this.db.transaction((tx) => this.appendTx(tx, items, undefined, true, hashed));
+      }
+      if (this.existingHeads.size + outcome.actors.length > MAX_REMEMBERED_HEADS) this.existingHeads.clear();
+      for (const actor of outcome.actors) this.existingHeads.add(actor);
+      for (const [id, position] of outcome.positions) into.positions.set(id, position);
+      (into as { duplicates: number }).duplicates += outcome.duplicates;
+      (into as { appended: number }).appended += outcome.appended;
+    } catch (error) {
+      if (!isRowError(error)) throw error;
+      this.assumedHeads.clear();
+      if (items.length === 1) {
+        into.rejected.push({ id: items[0]!.event.id, reason: describeRowError(error) });
+        return;
+      }
+      // Halves in order, so each actor's events keep their batch order in the chain.
+      const middle = Math.ceil(items.length / 2);
+      await this.appendIsolating(items.slice(0, middle), undefined, into, hashed);
+      await this.appendIsolating(items.slice(middle), undefined, into, hashed);
+    }
+  }
+
+  /**
+   * One transaction: lock the heads, make the plan agree with them (re-hashing where a head is
+   * not the assumed one, leaving out stored ids when `lookUpIds`), write rows and heads.
+   */
+  private async appendTx(tx: Transaction<any>, items: readonly Prepared[], speculative: Plan | undefined, lookUpIds: boolean, hashed: () => void) {
+    let planned = speculative ?? plan(items, this.assumedHeads, new Map());
+    const actors = [...planned.from.keys()];
+    const missing = actors.filter((actor) => !this.existingHeads.has(actor));
+    if (missing.length > 0) {
+      await sql`INSERT INTO ${this.heads} (actor, seq, hash)
+        SELECT a, 0, ${GENESIS_HASH} FROM unnest(${missing}::text[]) AS a ORDER BY a
+        ON CONFLICT (actor) DO NOTHING`.execute(tx);
+    }
+    let stored = new Map<EventId, ChainPosition>();
+    if (lookUpIds) {
+      const ids = [...new Set(items.map((item) => item.event.id as string))];
+      const rows = await sql<{ event_id: string; actor: string; seq: string | number; prev_hash: string; hash: string }>`
+        SELECT event_id, actor, seq, prev_hash, hash FROM ${this.events} WHERE event_id = ANY(${ids}::text[])`.execute(tx);
+      stored = new Map(rows.rows.map((row) => [row.event_id as EventId, { actor: row.actor, sequence: Number(row.seq), previousHash: row.prev_hash, hash: row.hash }]));
+      if (stored.size > 0) {
+        planned = plan(items, planned.from, stored);
+        this.assume(planned);
+      }
+    }
+    // At most twice: the second time with the heads the first attempt found locked.
+    for (let attempt = 1; ; attempt += 1) {
+      if (attempt > 1) this.assume(planned);
+      hashed();
+      const differing = await this.writePlanned(tx, planned);
+      if (differing.length === 0) break;
+      if (attempt > 1) throw new Error(`the head rows of ${differing.length} actors changed while locked`);
+      const heads = new Map(planned.from);
+      for (const row of differing) {
+        if (row.seq === null || row.hash === null) {
+          // A head row disappeared (edited by hand): forget what we knew; the retry recreates it.
+          this.existingHeads.delete(row.actor);
+          throw new Error(`the head row of actor ${JSON.stringify(row.actor)} is missing; retrying creates it`);
+        }
+        if (!isHashHex(row.hash)) throw new Error(`the head row of actor ${JSON.stringify(row.actor)} holds a malformed hash`);
+        heads.set(row.actor, { seq: Number(row.seq), hash: row.hash });
+      }
+      planned = plan(items, heads, stored);
+    }
+    return { positions: planned.positions, duplicates: stored.size > 0 ? items.filter((item) => stored.has(item.event.id)).length : 0, appended: planned.rows.id.length, actors };
+  }
+
+  /**
+   * One statement: lock the heads of the plan's actors in actor order, and if every one is where
+   * the plan starts, write the rows and move the heads. Returns the heads that are not where the
+   * plan starts (nothing was written then; the locks are kept until the transaction ends).
+   */
+  private async writePlanned(tx: Transaction<any>, planned: Plan) {
+    const { rows } = planned;
+    const actors = [...planned.from.keys()];
+    const from = [...planned.from.values()];
+    const moved = [...planned.to].filter(([actor, head]) => head !== planned.from.get(actor));
+    const result = await sql<{ actor: string; seq: string | number | null; hash: string | null }>`
+      WITH locked AS MATERIALIZED (
+        SELECT actor, seq, hash FROM ${this.heads} WHERE actor = ANY(${actors}::text[]) ORDER BY actor FOR UPDATE),
+      differing AS MATERIALIZED (
+        SELECT e.actor, l.seq, l.hash
+        FROM unnest(${actors}::text[], string_to_array(${from.map((head) => head.seq).join(',')}, ',')::int8[],
+          string_to_array(${from.map((head) => head.hash).join(',')}, ',')) AS e(actor, seq, hash)
+        LEFT JOIN locked l ON l.actor = e.actor
+        WHERE l.seq IS DISTINCT FROM e.seq OR l.hash IS DISTINCT FROM e.hash),
+      appended AS (
+        INSERT INTO ${this.events} (actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at)
+        SELECT * FROM unnest(${rows.actor}::text[], string_to_array(${rows.seq.join(',')}, ',')::int8[], ${rows.id}::text[],
+          string_to_array(${rows.prev.join(',')}, ','), string_to_array(${rows.hash.join(',')}, ','),
+          string_to_array(${rows.record.join(RECORD_SEPARATOR)}, ${RECORD_SEPARATOR}),
+          string_to_array(${rows.time.join(',')}, ',')::timestamptz[], string_to_array(${rows.received.join(',')}, ',')::timestamptz[])
+        WHERE NOT EXISTS (SELECT FROM differing)),
+      moved AS (
+        UPDATE ${this.heads} AS h SET seq = v.seq, hash = v.hash
+        FROM unnest(${moved.map(([actor]) => actor)}::text[], string_to_array(${moved.map(([, head]) => head.seq).join(',')}, ',')::int8[],
+          string_to_array(${moved.map(([, head]) => head.hash).join(',')}, ',')) AS v(actor, seq, hash)
+        WHERE h.actor = v.actor AND NOT EXISTS (SELECT FROM differing))
+      SELECT actor, seq, hash FROM differing`.execute(tx);
+    return result.rows;
+  }
+}
