@@ -17,7 +17,7 @@
  *   redone with a lookup, keeping the stored events' positions.
  * - A row PostgreSQL refuses is isolated by splitting the batch; the other rows commit.
  */
-import { sql, type Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { AuditEvent, EventId } from '../../public/index.ts';
 import { canonicalJson, CanonicalJsonError } from '../../security/canonical-json.ts';
 import { canonicalRecord, chainHashUnchecked, GENESIS_HASH, isHashHex, NO_ACTOR, type ChainPosition } from '../../security/chain.ts';
@@ -62,16 +62,20 @@ interface Head {
   readonly hash: string;
 }
 
-/** The rows a batch will write, hashed from known heads. */
+/** The rows a batch will write, hashed from known heads, and the statement parameters that write them. */
 interface Plan {
   /** The head of every actor of the batch the plan starts from. */
   readonly from: Map<string, Head>;
   /** The head every actor of the batch is left at. */
   readonly to: Map<string, Head>;
   readonly positions: Map<EventId, ChainPosition>;
-  readonly rows: {
-    readonly actor: string[]; readonly seq: number[]; readonly id: string[]; readonly prev: string[];
-    readonly hash: string[]; readonly record: string[]; readonly time: string[]; readonly received: string[];
+  readonly appended: number;
+  /** Built with the plan, so sending the statement costs the next batch no time (see `writePlanned`). */
+  readonly params: {
+    readonly actors: string[]; readonly fromSeqs: string; readonly fromHashes: string;
+    readonly rowActors: string[]; readonly seqs: string; readonly ids: string[]; readonly prevs: string; readonly hashes: string;
+    readonly records: string; readonly times: string; readonly receiveds: string;
+    readonly movedActors: string[]; readonly movedSeqs: string; readonly movedHashes: string;
   };
 }
 
@@ -141,7 +145,14 @@ function plan(items: readonly Prepared[], heads: ReadonlyMap<string, Head>, stor
   const from = new Map<string, Head>();
   const to = new Map<string, Head>();
   const positions = new Map<EventId, ChainPosition>(stored);
-  const rows: Plan['rows'] = { actor: [], seq: [], id: [], prev: [], hash: [], record: [], time: [], received: [] };
+  const actor: string[] = [];
+  const seqs: number[] = [];
+  const ids: string[] = [];
+  const prevs: string[] = [];
+  const hashes: string[] = [];
+  const records: string[] = [];
+  const times: string[] = [];
+  const receiveds: string[] = [];
   for (const item of items) {
     let head = to.get(item.actor);
     if (!head) {
@@ -156,17 +167,40 @@ function plan(items: readonly Prepared[], heads: ReadonlyMap<string, Head>, stor
     const record = canonicalRecord({ actor: item.actor, seq, id: item.event.id, receivedAt: item.event.receivedAt, event: item.event.data }, item.eventCanonical);
     const hash = chainHashUnchecked(head.hash, record);
     positions.set(item.event.id, { actor: item.actor, sequence: seq, previousHash: head.hash, hash });
-    rows.actor.push(item.actor);
-    rows.seq.push(seq);
-    rows.id.push(item.event.id);
-    rows.prev.push(head.hash);
-    rows.hash.push(hash);
-    rows.record.push(record);
-    rows.time.push(item.eventTime);
-    rows.received.push(item.receivedAt);
+    actor.push(item.actor);
+    seqs.push(seq);
+    ids.push(item.event.id);
+    prevs.push(head.hash);
+    hashes.push(hash);
+    records.push(record);
+    times.push(item.eventTime);
+    receiveds.push(item.receivedAt);
     to.set(item.actor, { seq, hash });
   }
-  return { from, to, positions, rows };
+  const fromHeads = [...from.values()];
+  const moved = [...to].filter(([name, head]) => head !== from.get(name));
+  return {
+    from,
+    to,
+    positions,
+    appended: ids.length,
+    params: {
+      actors: [...from.keys()],
+      fromSeqs: fromHeads.map((head) => head.seq).join(','),
+      fromHashes: fromHeads.map((head) => head.hash).join(','),
+      rowActors: actor,
+      seqs: seqs.join(','),
+      ids,
+      prevs: prevs.join(','),
+      hashes: hashes.join(','),
+      records: records.join(RECORD_SEPARATOR),
+      times: times.join(','),
+      receiveds: receiveds.join(','),
+      movedActors: moved.map(([name]) => name),
+      movedSeqs: moved.map(([, head]) => head.seq).join(','),
+      movedHashes: moved.map(([, head]) => head.hash).join(','),
+    },
+  };
 }
 
 /** A promise with its resolver, for the hand-over points between consecutive batches. */
@@ -235,7 +269,8 @@ export class ChainAppender {
     try {
       let outcome;
       try {
-        outcome = await this.db.transaction((tx) => this.appendTx(tx, items, speculative, false, hashed));
+        outcome = (speculative && await this.appendAlone(speculative, hashed))
+          || await this.db.transaction((tx) => this.appendTx(tx, items, speculative, false, hashed));
       } catch (error) {
         if (!isStoredIdConflict(error)) throw error;
         outcome = await this.db.transaction((tx) => this.appendTx(tx, items, undefined, true, hashed));
@@ -257,6 +292,20 @@ export class ChainAppender {
       await this.appendIsolating(items.slice(0, middle), undefined, into, hashed);
       await this.appendIsolating(items.slice(middle), undefined, into, hashed);
     }
+  }
+
+  /**
+   * The common case in one statement and no transaction around it: every actor already has a
+   * head row and the heads are where the plan assumed. Undefined when they are not (nothing
+   * was written then).
+   */
+  private async appendAlone(planned: Plan, hashed: () => void) {
+    const actors = planned.params.actors;
+    if (!actors.every((actor) => this.existingHeads.has(actor))) return undefined;
+    hashed();
+    const differing = await this.db.statement((db) => this.writePlanned(db, planned));
+    if (differing.length > 0) return undefined;
+    return { positions: planned.positions, duplicates: 0, appended: planned.appended, actors };
   }
 
   /**
@@ -302,7 +351,7 @@ export class ChainAppender {
       }
       planned = plan(items, heads, stored);
     }
-    return { positions: planned.positions, duplicates: stored.size > 0 ? items.filter((item) => stored.has(item.event.id)).length : 0, appended: planned.rows.id.length, actors };
+    return { positions: planned.positions, duplicates: stored.size > 0 ? items.filter((item) => stored.has(item.event.id)).length : 0, appended: planned.appended, actors };
   }
 
   /**
@@ -310,33 +359,28 @@ export class ChainAppender {
    * the plan starts, write the rows and move the heads. Returns the heads that are not where the
    * plan starts (nothing was written then; the locks are kept until the transaction ends).
    */
-  private async writePlanned(tx: Transaction<any>, planned: Plan) {
-    const { rows } = planned;
-    const actors = [...planned.from.keys()];
-    const from = [...planned.from.values()];
-    const moved = [...planned.to].filter(([actor, head]) => head !== planned.from.get(actor));
+  private async writePlanned(db: Kysely<any>, planned: Plan) {
+    const p = planned.params;
     const result = await sql<{ actor: string; seq: string | number | null; hash: string | null }>`
       WITH locked AS MATERIALIZED (
-        SELECT actor, seq, hash FROM ${this.heads} WHERE actor = ANY(${actors}::text[]) ORDER BY actor FOR UPDATE),
+        SELECT actor, seq, hash FROM ${this.heads} WHERE actor = ANY(${p.actors}::text[]) ORDER BY actor FOR UPDATE),
       differing AS MATERIALIZED (
         SELECT e.actor, l.seq, l.hash
-        FROM unnest(${actors}::text[], string_to_array(${from.map((head) => head.seq).join(',')}, ',')::int8[],
-          string_to_array(${from.map((head) => head.hash).join(',')}, ',')) AS e(actor, seq, hash)
+        FROM unnest(${p.actors}::text[], string_to_array(${p.fromSeqs}, ',')::int8[], string_to_array(${p.fromHashes}, ',')) AS e(actor, seq, hash)
         LEFT JOIN locked l ON l.actor = e.actor
         WHERE l.seq IS DISTINCT FROM e.seq OR l.hash IS DISTINCT FROM e.hash),
       appended AS (
         INSERT INTO ${this.events} (actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at)
-        SELECT * FROM unnest(${rows.actor}::text[], string_to_array(${rows.seq.join(',')}, ',')::int8[], ${rows.id}::text[],
-          string_to_array(${rows.prev.join(',')}, ','), string_to_array(${rows.hash.join(',')}, ','),
-          string_to_array(${rows.record.join(RECORD_SEPARATOR)}, ${RECORD_SEPARATOR}),
-          string_to_array(${rows.time.join(',')}, ',')::timestamptz[], string_to_array(${rows.received.join(',')}, ',')::timestamptz[])
+        SELECT * FROM unnest(${p.rowActors}::text[], string_to_array(${p.seqs}, ',')::int8[], ${p.ids}::text[],
+          string_to_array(${p.prevs}, ','), string_to_array(${p.hashes}, ','),
+          string_to_array(${p.records}, ${RECORD_SEPARATOR}),
+          string_to_array(${p.times}, ',')::timestamptz[], string_to_array(${p.receiveds}, ',')::timestamptz[])
         WHERE NOT EXISTS (SELECT FROM differing)),
       moved AS (
         UPDATE ${this.heads} AS h SET seq = v.seq, hash = v.hash
-        FROM unnest(${moved.map(([actor]) => actor)}::text[], string_to_array(${moved.map(([, head]) => head.seq).join(',')}, ',')::int8[],
-          string_to_array(${moved.map(([, head]) => head.hash).join(',')}, ',')) AS v(actor, seq, hash)
+        FROM unnest(${p.movedActors}::text[], string_to_array(${p.movedSeqs}, ',')::int8[], string_to_array(${p.movedHashes}, ',')) AS v(actor, seq, hash)
         WHERE h.actor = v.actor AND NOT EXISTS (SELECT FROM differing))
-      SELECT actor, seq, hash FROM differing`.execute(tx);
+      SELECT actor, seq, hash FROM differing`.execute(db);
     return result.rows;
   }
 }

@@ -16,6 +16,8 @@ export interface ChainDb {
   transaction<T>(work: (tx: Transaction<any>) => Promise<T>): Promise<T>;
   /** Runs read-only statements outside a transaction. */
   read<T>(work: (db: Kysely<any>) => Promise<T>): Promise<T>;
+  /** Runs one statement that writes, as its own transaction (no BEGIN/COMMIT round trips). */
+  statement<T>(work: (db: Kysely<any>) => Promise<T>): Promise<T>;
   /**
    * PostgreSQL only: one read statement whose rows come back as arrays of the server's text
    * values, unparsed (no row objects, no type parsers): the verifier's bulk read.
@@ -93,6 +95,7 @@ export function openPostgres(options: PostgresOptions): ChainDb {
     where: describeUrl(options.url),
     transaction: (work) => track(() => kysely.transaction().execute(work)),
     read: (work) => track(() => work(kysely)),
+    statement: (work) => track(() => work(kysely)),
     readTextRows: (text, values) => track(async () => (await pool.query({ text, values: [...values], rowMode: 'array', types: RAW_TEXT })).rows),
     healthy: () => healthy,
     close: () => kysely.destroy(),
@@ -215,6 +218,7 @@ export async function openEmbedded(dir: string, purpose: string): Promise<ChainD
     where: dir,
     transaction: (work) => exclusive(() => kysely.transaction().execute(work)),
     read: (work) => exclusive(() => work(kysely)),
+    statement: (work) => exclusive(() => work(kysely)),
     healthy: () => !closed,
     close: async () => {
       if (closed) return;

@@ -1,0 +1,109 @@
+/**
+ * The append protocol of the chain store (src/sinks/postgres/append.ts) against a real server:
+ * batches hashed ahead on assumed heads, checked under the head locks, redelivery decided by the
+ * unique id. Every case ends with the chains recomputed by the verifier.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { toEvent } from '../../../src/core/event.ts';
+import type { AuditEvent } from '../../../src/public/index.ts';
+import { verifyStore } from '../../../src/security/verify.ts';
+import { openPostgres, type ChainDb } from '../../../src/sinks/postgres/db.ts';
+import { migrate } from '../../../src/sinks/postgres/migrations.ts';
+import { ChainStore } from '../../../src/sinks/postgres/store.ts';
+import { adminQuery, createDatabase, databaseUrl, dropDatabase } from './helpers.ts';
+
+let database: string;
+const opened: ChainDb[] = [];
+let schemaCount = 0;
+
+before(async () => {
+  database = await createDatabase('ap_append');
+});
+after(async () => {
+  await Promise.all(opened.map((db) => db.close()));
+  await dropDatabase(database);
+});
+
+/** A fresh schema and `writers` stores on it, each with its own pool (as separate processes have). */
+async function stores(writers: number): Promise<{ schema: string; stores: ChainStore[] }> {
+  schemaCount += 1;
+  const schema = `append_${schemaCount}`;
+  const list: ChainStore[] = [];
+  for (let i = 0; i < writers; i += 1) {
+    const db = openPostgres({ url: databaseUrl(database), poolSize: 4, statementTimeoutMs: 30_000 });
+    opened.push(db);
+    if (i === 0) await migrate(db, schema);
+    list.push(new ChainStore(db, schema));
+  }
+  return { schema, stores: list };
+}
+
+const event = (id: string, actor: string, extra: Record<string, unknown> = {}): AuditEvent =>
+  toEvent({ id, actorId: actor, action: 'test', ...extra }, { actorField: 'actorId' });
+
+async function assertIntact(store: ChainStore, events: number): Promise<void> {
+  const report = await verifyStore(store);
+  const findings = report.findings.filter((f) => f.kind !== 'no-public-key' && f.kind !== 'no-checkpoint');
+  assert.deepEqual(findings, [], 'the verifier finds nothing wrong');
+  assert.equal(report.events, events);
+}
+
+describe('chain appends', () => {
+  it('keeps batches handed in together in call order, each hashed on the one before', async () => {
+    const { schema, stores: [store] } = await stores(1);
+    const batches = Array.from({ length: 6 }, (_, b) => Array.from({ length: 50 }, (_, i) => event(`order-${b}-${i}`, `actor-${i % 3}`)));
+    const results = await Promise.all(batches.map((batch) => store!.append(batch)));
+    assert.deepEqual(results.map((r) => r.appended), [50, 50, 50, 50, 50, 50]);
+    const rows = (await adminQuery(`SELECT event_id FROM ${schema}.chain_events WHERE actor = 'actor-0' ORDER BY seq`, [], database)).rows;
+    const expected = batches.flatMap((batch) => batch.filter((_, i) => i % 3 === 0).map((e) => e.id));
+    assert.deepEqual(rows.map((r) => r.event_id), expected, 'the chain holds the events in the order they were handed in');
+    await assertIntact(store!, 300);
+  });
+
+  it('two writers interleaving on the same actors: each re-hashes on what the other wrote, no gap, no fork', async () => {
+    const { stores: [a, b] } = await stores(2);
+    const work = (store: ChainStore, name: string) => Promise.all(Array.from({ length: 20 }, (_, n) =>
+      store.append(Array.from({ length: 100 }, (_, i) => event(`${name}-${n}-${i}`, `actor-${i % 7}`)))));
+    const [ra, rb] = await Promise.all([work(a!, 'a'), work(b!, 'b')]);
+    assert.equal([...ra, ...rb].reduce((n, r) => n + r.appended, 0), 4_000);
+    await assertIntact(a!, 4_000);
+  });
+
+  it('stores an id once when it arrives again while its first batch is still being written', async () => {
+    const { schema, stores: [store] } = await stores(1);
+    const first = [event('dup-1', 'alice'), event('x-1', 'alice')];
+    const second = [event('x-2', 'alice'), event('dup-1', 'alice'), event('x-3', 'alice')];
+    const [r1, r2] = await Promise.all([store!.append(first), store!.append(second)]);
+    assert.equal(r1.appended, 2);
+    assert.equal(r2.appended, 2);
+    assert.equal(r2.duplicates, 1);
+    assert.deepEqual(r2.positions.get(first[0]!.id), r1.positions.get(first[0]!.id), 'the redelivered event reports its stored position');
+    const rows = (await adminQuery(`SELECT event_id, seq FROM ${schema}.chain_events ORDER BY seq`, [], database)).rows;
+    assert.deepEqual(rows.map((r) => [r.event_id, Number(r.seq)]), [['dup-1', 1], ['x-1', 2], ['x-2', 3], ['x-3', 4]]);
+    await assertIntact(store!, 4);
+  });
+
+  it('a batch hashed on one that lost a refused row re-hashes under its locks', async () => {
+    const { schema, stores: [store] } = await stores(1);
+    // The first batch loses its middle row (U+0000 is refused), so the second batch's assumed heads are wrong.
+    const first = [event('r-1', 'bob'), event('r-2', 'bob', { note: 'nul \u0000' }), event('r-3', 'bob')];
+    const second = [event('r-4', 'bob'), event('r-5', 'carol')];
+    const [r1, r2] = await Promise.all([store!.append(first), store!.append(second)]);
+    assert.deepEqual(r1.rejected.map((r) => r.id), ['r-2']);
+    assert.equal(r2.appended, 2);
+    const rows = (await adminQuery(`SELECT event_id, seq FROM ${schema}.chain_events WHERE actor = 'bob' ORDER BY seq`, [], database)).rows;
+    assert.deepEqual(rows.map((r) => [r.event_id, Number(r.seq)]), [['r-1', 1], ['r-3', 2], ['r-4', 3]]);
+    await assertIntact(store!, 4);
+  });
+
+  it('a second store process starting on existing chains continues them instead of forking', async () => {
+    const { stores: [a, b] } = await stores(2);
+    await a!.append(Array.from({ length: 30 }, (_, i) => event(`old-${i}`, `actor-${i % 3}`)));
+    // b has never seen these actors: it assumes empty chains, finds the real heads, and re-hashes.
+    const result = await b!.append(Array.from({ length: 30 }, (_, i) => event(`new-${i}`, `actor-${i % 3}`)));
+    assert.equal(result.appended, 30);
+    assert.equal(result.positions.get(`new-0` as never)?.sequence, 11);
+    await assertIntact(a!, 60);
+  });
+});
