@@ -4,6 +4,7 @@
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadApp } from '../core/app.ts';
@@ -49,6 +50,9 @@ Read-only. Exit 0: intact; 1: findings; 2: usage or access error.
   --s3-path-style     path-style URLs, as most self-hosted servers need
   --signature-keys F  also re-verify the client signatures of stored events against the keys
                       in F (the signature_keys_file format: a list, {keys: [...]}, or a JWKS)
+  --workers N         threads walking the chains of a PostgreSQL store, each over its own
+                      range of actors and connection (default: the CPU count, at most 8;
+                      1 = one thread; the embedded store and the single executable use one)
   --json              print the report as JSON
 `;
 
@@ -58,6 +62,8 @@ class UsageError extends Error {
 
 interface Target {
   readonly open: () => Promise<ChainDb>;
+  /** A PostgreSQL store's URL, which verify workers open too. */
+  readonly url?: string;
   readonly schema: string;
   readonly publicKeyFile?: string;
   readonly publicKeyEnv?: string;
@@ -75,6 +81,7 @@ function sinkTargets(options: PostgresSinkConfig, dataDir: string, configDir: st
     schema: options.schema,
     ...(publicKeyFile ? { publicKeyFile } : {}),
     ...(!options.checkpoint_key_file && options.checkpoint_key_env ? { publicKeyEnv: options.checkpoint_key_env } : {}),
+    ...(options.url ? { url: options.url } : {}),
     open: options.url
       ? async () => openPostgres({ url: options.url, poolSize: 2, statementTimeoutMs: 600_000, readOnly: true })
       : () => openEmbedded(embeddedPath(options, dataDir, configDir, pipeline), 'auditpipe verify'),
@@ -86,7 +93,7 @@ async function resolveTarget(values: Record<string, string | boolean | undefined
   if (!SCHEMA_NAME.test(schema)) throw new UsageError(`--schema must match ${SCHEMA_NAME}`);
   const url = (values['database-url'] as string | undefined) ?? process.env.AUDITPIPE_VERIFY_DATABASE_URL;
   if (url) {
-    return { schema, open: async () => openPostgres({ url, poolSize: 2, statementTimeoutMs: 600_000, readOnly: true }) };
+    return { schema, url, open: async () => openPostgres({ url, poolSize: 2, statementTimeoutMs: 600_000, readOnly: true }) };
   }
   const dataDir = values['data-dir'] as string | undefined;
   if (dataDir) {
@@ -157,6 +164,18 @@ export function formatReport(report: VerifyReport, where: string, anchorsNote?: 
   return `${lines.join('\n')}\n`;
 }
 
+/** How many threads walk the chains: --workers, or the CPU count (at most 8); one inside the single executable. */
+async function verifyWorkers(option: string | undefined): Promise<number> {
+  if (option !== undefined) {
+    const count = Number(option);
+    if (!Number.isInteger(count) || count < 1 || count > 64) throw new UsageError('--workers must be an integer from 1 to 64');
+    return count;
+  }
+  // Worker threads load this program's modules from files, which the single executable does not have.
+  const sea = await import('node:sea').then((m) => m.isSea(), () => false);
+  return sea ? 1 : Math.min(availableParallelism(), 8);
+}
+
 export async function verifyCommand(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -179,6 +198,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
         's3-region': { type: 'string' },
         's3-path-style': { type: 'boolean' },
         'signature-keys': { type: 'string' },
+        workers: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -197,7 +217,8 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     const trusted = loadTrustedKey(values, target);
     db = await target.open();
     const where = `${db.embedded ? 'embedded store' : 'PostgreSQL'} ${db.where} schema ${target.schema}`;
-    const store = new ChainStore(db, target.schema);
+    const workers = await verifyWorkers(values.workers as string | undefined);
+    const store = new ChainStore(db, target.schema, target.url && workers > 1 ? { parallelVerify: { url: target.url, workers } } : {});
     await store.checkTables();
     const sources = anchorSources(values, target);
     const anchors = [];

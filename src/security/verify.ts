@@ -6,6 +6,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { chainHashUnchecked, GENESIS_HASH, isHashHex } from './chain.ts';
+import { recordAgrees } from './record-check.ts';
 import {
   checkpointHash, CheckpointFormatError, headsRoot, parseCheckpoint, sortHeads, verifyCheckpointSignature,
   type ChainHead, type CheckpointBody,
@@ -42,6 +43,42 @@ export interface VerifySource {
   heads(actor?: string): Promise<ChainHead[]>;
   /** Ordered by number. */
   checkpoints(): Promise<StoredCheckpoint[]>;
+  /**
+   * Checks every chain the way `checkChains` does over `rows()`, split over several threads that
+   * each read their own range of actors. Optional: sources that cannot (the embedded store) leave it out.
+   */
+  checkChainsInParallel?(input: ChainCheckInput): Promise<ChainCheckResult>;
+}
+
+/** A head a checkpoint attests, keyed by actor then sequence. */
+export interface Claim {
+  readonly hash: string;
+  readonly checkpoint: number;
+  /** For anchored claims: where the anchor is. */
+  readonly where?: string;
+}
+
+export type Claims = Map<string, Map<number, Claim>>;
+
+/** What the chain walk needs from the checkpoints (plain data: it crosses to worker threads). */
+export interface ChainCheckInput {
+  readonly claims: Claims;
+  readonly anchored: Claims;
+  /** Per actor, the sequence the last checkpoint covers. */
+  readonly finalClaims: Map<string, number>;
+  readonly maxFindings: number;
+}
+
+export interface ChainCheckResult {
+  readonly actors: number;
+  readonly events: number;
+  readonly uncoveredEvents: number;
+  readonly tails: Map<string, { seq: number; hash: string }>;
+  readonly findings: Finding[];
+  readonly findingsTotal: number;
+  /** Of the input's claims for the actors whose rows were read, those no row matched. */
+  readonly unmatchedClaims: Claims;
+  readonly unmatchedAnchored: Claims;
 }
 
 export type FindingKind =
@@ -102,11 +139,6 @@ export interface VerifyReport {
   readonly elapsedMs: number;
 }
 
-
-interface Claim {
-  readonly hash: string;
-  readonly checkpoint: number;
-}
 
 export async function verifyStore(source: VerifySource, options: VerifyOptions = {}): Promise<VerifyReport> {
   const started = performance.now();
@@ -211,62 +243,16 @@ export async function verifyStore(source: VerifySource, options: VerifyOptions =
   }
 
   // 2. Chains: every row recomputed from its stored bytes, in sequence order.
-  let actors = 0;
-  let events = 0;
-  let uncoveredEvents = 0;
-  const tails = new Map<string, { seq: number; hash: string }>();
-  let actor: string | undefined;
-  let expectedSeq = 1;
-  let previousHash = GENESIS_HASH;
-  const finishActor = () => {
-    if (actor === undefined) return;
-    tails.set(actor, { seq: expectedSeq - 1, hash: previousHash });
-  };
-  for await (const rows of source.rows(options.actor)) {
-    for (const row of rows) {
-      if (row.actor !== actor) {
-        finishActor();
-        actor = row.actor;
-        actors += 1;
-        expectedSeq = 1;
-        previousHash = GENESIS_HASH;
-      }
-      events += 1;
-      const at = { actor: row.actor, sequence: row.seq };
-      if (row.seq !== expectedSeq) {
-        if (row.seq > expectedSeq) {
-          add({ ...at, sequence: expectedSeq, kind: 'gap', detail: `sequence${row.seq - expectedSeq > 1 ? `s ${expectedSeq}..${row.seq - 1} are` : ` ${expectedSeq} is`} missing (next stored row is ${row.seq})` });
-        }
-      }
-      if (row.prevHash !== previousHash) {
-        add({ ...at, kind: 'link-broken', detail: `previous hash ${short(row.prevHash)} is not the hash of the row before it (${short(previousHash)})` });
-      }
-      // The previous row's hash was recomputed, so it is well-formed; anything else is checked first.
-      const recomputed = row.prevHash === previousHash || isHashHex(row.prevHash) ? chainHashUnchecked(row.prevHash, row.canonical) : '';
-      if (recomputed !== row.hash) {
-        add({ ...at, kind: 'hash-mismatch', detail: `stored hash ${short(row.hash)} is not SHA-256 of the stored record (${short(recomputed)}): the record or its hash was modified` });
-      }
-      checkRecord(row, add);
-      const claim = claims.get(row.actor)?.get(row.seq);
-      if (claim) {
-        if (claim.hash !== row.hash) {
-          add({ ...at, kind: 'checkpoint-mismatch', checkpoint: claim.checkpoint, detail: `checkpoint ${claim.checkpoint} attests hash ${short(claim.hash)}, the row has ${short(row.hash)}: history was rewritten` });
-        }
-        claims.get(row.actor)!.delete(row.seq);
-      }
-      const anchoredClaim = anchored.size > 0 ? anchored.get(row.actor)?.get(row.seq) : undefined;
-      if (anchoredClaim) {
-        if (anchoredClaim.hash !== row.hash) {
-          add({ ...at, kind: 'anchor-mismatch', checkpoint: anchoredClaim.checkpoint, detail: `checkpoint ${anchoredClaim.checkpoint} anchored in ${anchoredClaim.where} attests hash ${short(anchoredClaim.hash)}, the row has ${short(row.hash)}: this chain was rewritten after it was anchored` });
-        }
-        anchored.get(row.actor)!.delete(row.seq);
-      }
-      if (row.seq > (finalClaims.get(row.actor) ?? 0)) uncoveredEvents += 1;
-      expectedSeq = row.seq + 1;
-      previousHash = row.hash;
-    }
-  }
-  finishActor();
+  const input: ChainCheckInput = { claims, anchored, finalClaims, maxFindings };
+  const chains = options.actor === undefined && source.checkChainsInParallel
+    ? await source.checkChainsInParallel(input)
+    : await checkChains(source.rows(options.actor), input);
+  const { actors, events, uncoveredEvents, tails } = chains;
+  findingsTotal += chains.findingsTotal;
+  for (const finding of chains.findings) if (findings.length < maxFindings) findings.push(finding);
+  // Claims of actors no row was read for are all unmatched; the others as the walk left them.
+  for (const actor of claims.keys()) if (tails.has(actor)) claims.set(actor, chains.unmatchedClaims.get(actor) ?? new Map());
+  for (const actor of anchored.keys()) if (tails.has(actor)) anchored.set(actor, chains.unmatchedAnchored.get(actor) ?? new Map());
 
   // 3. What checkpoints attest but the rows no longer hold: truncation (or renumbering).
   for (const [claimActor, bySeq] of claims) {
@@ -314,6 +300,88 @@ export async function verifyStore(source: VerifySource, options: VerifyOptions =
     elapsedMs: Math.round(performance.now() - started),
   };
   return report;
+}
+
+/**
+ * Walks rows ordered by actor then sequence: recomputes every hash, checks sequences, links, each
+ * record against its columns, and every claim of a checkpoint (or anchor) on the rows it names.
+ */
+export async function checkChains(pages: AsyncIterable<readonly VerifyRow[]>, input: ChainCheckInput): Promise<ChainCheckResult> {
+  const { claims, anchored, finalClaims } = input;
+  const findings: Finding[] = [];
+  let findingsTotal = 0;
+  const add = (finding: Finding) => {
+    findingsTotal += 1;
+    if (findings.length < input.maxFindings) findings.push(finding);
+  };
+  let actors = 0;
+  let events = 0;
+  let uncoveredEvents = 0;
+  const tails = new Map<string, { seq: number; hash: string }>();
+  const unmatchedClaims: Claims = new Map();
+  const unmatchedAnchored: Claims = new Map();
+  let actor: string | undefined;
+  let actorClaims: Map<number, Claim> | undefined;
+  let actorAnchored: Map<number, Claim> | undefined;
+  let covered = 0;
+  let expectedSeq = 1;
+  let previousHash = GENESIS_HASH;
+  const finishActor = () => {
+    if (actor === undefined) return;
+    tails.set(actor, { seq: expectedSeq - 1, hash: previousHash });
+    if (actorClaims) unmatchedClaims.set(actor, actorClaims);
+    if (actorAnchored) unmatchedAnchored.set(actor, actorAnchored);
+  };
+  for await (const rows of pages) {
+    for (const row of rows) {
+      if (row.actor !== actor) {
+        finishActor();
+        actor = row.actor;
+        actors += 1;
+        expectedSeq = 1;
+        previousHash = GENESIS_HASH;
+        // Copies: what the walk consumes must not change the caller's maps.
+        const own = claims.get(actor);
+        actorClaims = own ? new Map(own) : undefined;
+        const ownAnchored = anchored.get(actor);
+        actorAnchored = ownAnchored ? new Map(ownAnchored) : undefined;
+        covered = finalClaims.get(actor) ?? 0;
+      }
+      events += 1;
+      const at = { actor: row.actor, sequence: row.seq };
+      if (row.seq > expectedSeq) {
+        add({ ...at, sequence: expectedSeq, kind: 'gap', detail: `sequence${row.seq - expectedSeq > 1 ? `s ${expectedSeq}..${row.seq - 1} are` : ` ${expectedSeq} is`} missing (next stored row is ${row.seq})` });
+      }
+      if (row.prevHash !== previousHash) {
+        add({ ...at, kind: 'link-broken', detail: `previous hash ${short(row.prevHash)} is not the hash of the row before it (${short(previousHash)})` });
+      }
+      // The previous row's hash was recomputed, so it is well-formed; anything else is checked first.
+      const recomputed = row.prevHash === previousHash || isHashHex(row.prevHash) ? chainHashUnchecked(row.prevHash, row.canonical) : '';
+      if (recomputed !== row.hash) {
+        add({ ...at, kind: 'hash-mismatch', detail: `stored hash ${short(row.hash)} is not SHA-256 of the stored record (${short(recomputed)}): the record or its hash was modified` });
+      }
+      if (!recordAgrees(row)) checkRecord(row, add);
+      const claim = actorClaims?.get(row.seq);
+      if (claim) {
+        if (claim.hash !== row.hash) {
+          add({ ...at, kind: 'checkpoint-mismatch', checkpoint: claim.checkpoint, detail: `checkpoint ${claim.checkpoint} attests hash ${short(claim.hash)}, the row has ${short(row.hash)}: history was rewritten` });
+        }
+        actorClaims!.delete(row.seq);
+      }
+      const anchoredClaim = actorAnchored?.get(row.seq);
+      if (anchoredClaim) {
+        if (anchoredClaim.hash !== row.hash) {
+          add({ ...at, kind: 'anchor-mismatch', checkpoint: anchoredClaim.checkpoint, detail: `checkpoint ${anchoredClaim.checkpoint} anchored in ${anchoredClaim.where} attests hash ${short(anchoredClaim.hash)}, the row has ${short(row.hash)}: this chain was rewritten after it was anchored` });
+        }
+        actorAnchored!.delete(row.seq);
+      }
+      if (row.seq > covered) uncoveredEvents += 1;
+      expectedSeq = row.seq + 1;
+      previousHash = row.hash;
+    }
+  }
+  finishActor();
+  return { actors, events, uncoveredEvents, tails, findings, findingsTotal, unmatchedClaims, unmatchedAnchored };
 }
 
 function short(hash: string): string {

@@ -2,7 +2,7 @@
  * The chain store: appends events to per-actor hash chains (append.ts), writes signed
  * checkpoints, and answers reads (for the read API and for the verifier).
  */
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import type { AuditEvent, JsonObject } from '../../public/index.ts';
 import { type ChainPage, type ChainQuery, type ChainRecord, type ChainStoreReader, type ChainSummary } from '../../security/chain.ts';
 import {
@@ -10,9 +10,19 @@ import {
   type AnchoredCheckpointPayload, type ChainHead,
 } from '../../security/checkpoint.ts';
 import type { CheckpointKey } from '../../security/keys.ts';
-import { formatHeads, type StoredCheckpoint, type VerifyRow, type VerifySource } from '../../security/verify.ts';
+import {
+  checkChains, formatHeads, type ChainCheckInput, type ChainCheckResult, type StoredCheckpoint, type VerifyRow, type VerifySource,
+} from '../../security/verify.ts';
 import { ChainAppender, columnTime, type AppendResult } from './append.ts';
 import type { ChainDb } from './db.ts';
+import { pagedRows, type ActorRange, type FetchTextRows } from './verify-rows.ts';
+import { checkRangeInWorker, mergeChainResults } from './verify-workers.ts';
+
+/** The verifier may split the chain walk over `workers` threads, each opening `url` read-only. */
+export interface ParallelVerify {
+  readonly url: string;
+  readonly workers: number;
+}
 
 export class ChainStore implements ChainStoreReader, VerifySource {
   readonly db: ChainDb;
@@ -22,9 +32,12 @@ export class ChainStore implements ChainStoreReader, VerifySource {
   private readonly checkpoints_;
   private readonly appender: ChainAppender;
 
-  constructor(db: ChainDb, schema: string) {
+  private readonly parallelVerify: ParallelVerify | undefined;
+
+  constructor(db: ChainDb, schema: string, options: { parallelVerify?: ParallelVerify } = {}) {
     this.db = db;
     this.schema = schema;
+    this.parallelVerify = options.parallelVerify;
     this.events = sql.id(schema, 'chain_events');
     this.heads_ = sql.id(schema, 'chain_heads');
     this.checkpoints_ = sql.id(schema, 'chain_checkpoints');
@@ -149,62 +162,50 @@ export class ChainStore implements ChainStoreReader, VerifySource {
 
   // ---- verifier source (read-only) ------------------------------------------------------
 
-  async *rows(actor?: string, pageSize = 20_000): AsyncIterable<readonly VerifyRow[]> {
-    let after: { actor: string; seq: number } | undefined;
-    // The next page is requested before the current one is handed out, so the server reads
-    // while the verifier hashes.
-    let pending: Promise<VerifyRow[]> | undefined = this.rowsPage(actor, after, pageSize);
-    while (pending) {
-      // A consumer that stops early leaves a prefetch behind; its failure must not go unhandled.
-      pending.catch(() => undefined);
-      const rows = await pending;
-      pending = undefined;
-      if (rows.length === 0) return;
-      const last = rows.at(-1)!;
-      after = { actor: last.actor, seq: last.seq };
-      if (rows.length === pageSize) pending = this.rowsPage(actor, after, pageSize);
-      yield rows;
-    }
+  /** Rows ordered by actor then sequence: all, one actor's, or those of the actors in `range`. */
+  rows(actor?: string, range?: ActorRange, pageSize?: number): AsyncIterable<readonly VerifyRow[]> {
+    const readTextRows = this.db.readTextRows;
+    const fetch: FetchTextRows = readTextRows
+      ? (text, values) => readTextRows(text, values)
+      // The embedded store: the same statement through kysely, values as PGlite returns them.
+      : async (text, values) => (await this.db.read((db) => db.executeQuery(CompiledQuery.raw(text, [...values])))).rows
+        .map((row) => Object.values(row as Record<string, unknown>).map((value) => (value === null ? null : String(value))));
+    return pagedRows(fetch, this.schema, actor, range, pageSize);
   }
 
-  private async rowsPage(actor: string | undefined, after: { actor: string; seq: number } | undefined, pageSize: number): Promise<VerifyRow[]> {
-    const columns = `actor, seq, event_id, prev_hash, hash, canonical,
-      (extract(epoch FROM event_time) * 1000)::float8 AS et, (extract(epoch FROM received_at) * 1000)::float8 AS ra`;
-    if (this.db.readTextRows) {
-      const where: string[] = [];
-      const values: unknown[] = [];
-      if (actor !== undefined) where.push(`actor = $${values.push(actor)}`);
-      if (after) where.push(`(actor, seq) > ($${values.push(after.actor)}, $${values.push(after.seq)}::int8)`);
-      const table = `"${this.schema.replaceAll('"', '""')}".chain_events`;
-      const rows = await this.db.readTextRows(
-        `SELECT ${columns} FROM ${table} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY actor, seq LIMIT ${pageSize}`, values);
-      return rows.map((row): VerifyRow => ({
-        actor: row[0]!,
-        seq: Number(row[1]),
-        eventId: row[2]!,
-        prevHash: row[3]!,
-        hash: row[4]!,
-        canonical: row[5]!,
-        eventTimeMs: Number(row[6]),
-        receivedAtMs: Number(row[7]),
-      }));
+  /**
+   * `count` consecutive ranges of actors holding about as many events each (by the head rows,
+   * which only balance the work: the ranges together cover every possible actor).
+   */
+  async actorRanges(count: number): Promise<ActorRange[]> {
+    const result = await this.db.read((db) => sql<{ actor: string; seq: string | number }>`
+      SELECT actor, seq FROM ${this.heads_} WHERE seq > 0 ORDER BY actor`.execute(db));
+    const total = result.rows.reduce((n, row) => n + Number(row.seq), 0);
+    const bounds: string[] = [];
+    let sum = 0;
+    for (const row of result.rows) {
+      if (sum >= (total * (bounds.length + 1)) / count && bounds.at(-1) !== row.actor) bounds.push(row.actor);
+      if (bounds.length === count - 1) break;
+      sum += Number(row.seq);
     }
-    const where = [sql`true`];
-    if (actor !== undefined) where.push(sql`actor = ${actor}`);
-    if (after) where.push(sql`(actor, seq) > (${after.actor}, ${after.seq}::int8)`);
-    const result = await this.db.read((db) => sql<{ actor: string; seq: string | number; event_id: string; prev_hash: string; hash: string; canonical: string; et: number; ra: number }>`
-      SELECT ${sql.raw(columns)}
-      FROM ${this.events} WHERE ${sql.join(where, sql` AND `)} ORDER BY actor, seq LIMIT ${pageSize}`.execute(db));
-    return result.rows.map((row): VerifyRow => ({
-      actor: row.actor,
-      seq: Number(row.seq),
-      eventId: row.event_id,
-      prevHash: row.prev_hash,
-      hash: row.hash,
-      canonical: row.canonical,
-      eventTimeMs: Number(row.et),
-      receivedAtMs: Number(row.ra),
+    return Array.from({ length: bounds.length + 1 }, (_, i) => ({
+      ...(i > 0 ? { from: bounds[i - 1]! } : {}),
+      ...(i < bounds.length ? { to: bounds[i]! } : {}),
     }));
+  }
+
+  /** Present when the store was opened with `parallelVerify` (a PostgreSQL URL the workers can open). */
+  get checkChainsInParallel(): ((input: ChainCheckInput) => Promise<ChainCheckResult>) | undefined {
+    const parallel = this.parallelVerify;
+    if (!parallel || parallel.workers < 2) return undefined;
+    return async (input) => {
+      const [first, ...others] = await this.actorRanges(parallel.workers);
+      const results = await Promise.all([
+        checkChains(this.rows(undefined, first), input),
+        ...others.map((range) => checkRangeInWorker({ url: parallel.url, schema: this.schema, range, input })),
+      ]);
+      return mergeChainResults(results, input.maxFindings);
+    };
   }
 
   async heads(actor?: string): Promise<ChainHead[]> {

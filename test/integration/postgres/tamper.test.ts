@@ -176,6 +176,24 @@ describe('verify detects tampering', () => {
     has(carol.report, 'hash-mismatch', 'carol', 2);
   });
 
+  it('reports the same findings, in the same order, whether one thread or several walk the chains', async () => {
+    const { report: one, code } = await tampered(async (q) => {
+      await q(`DELETE FROM auditpipe.chain_events WHERE actor = 'alice' AND seq = 3`);
+      await q(`DELETE FROM auditpipe.chain_events WHERE actor = 'bob' AND seq >= 9`);
+      await q(`UPDATE auditpipe.chain_events SET canonical = replace(canonical, '"action":"a4"', '"action":"zz"') WHERE actor = 'carol' AND seq = 4`);
+    }, ['--workers', '1']);
+    assert.equal(code, 1);
+    for (const workers of ['2', '3', '8']) {
+      const parallel = verifyJson(['--database-url', databaseUrl(copies.at(-1)!), '--public-key', publicKey, '--workers', workers]);
+      assert.equal(parallel.code, 1);
+      const withoutTime = (report: object) => ({ ...report, elapsedMs: 0 });
+      assert.deepEqual(withoutTime(parallel.report), withoutTime(one), `--workers ${workers}`);
+    }
+    has(one, 'gap', 'alice', 3);
+    has(one, 'truncated', 'bob', 10);
+    has(one, 'hash-mismatch', 'carol', 4);
+  });
+
   it('exits 2 with a clear message on usage and access errors', async () => {
     const { runCliSync } = await import('./helpers.ts');
     const unknown = runCliSync(['verify', '--bogus']);
