@@ -72,11 +72,27 @@ interface Plan {
   readonly appended: number;
   /** Built with the plan, so sending the statement costs the next batch no time (see `writePlanned`). */
   readonly params: {
-    readonly actors: string[]; readonly fromSeqs: string; readonly fromHashes: string;
-    readonly rowActors: string[]; readonly seqs: string; readonly ids: string[]; readonly prevs: string; readonly hashes: string;
+    readonly actors: TextList; readonly fromSeqs: string; readonly fromHashes: string;
+    readonly rowActors: TextList; readonly seqs: string; readonly ids: TextList; readonly prevs: string; readonly hashes: string;
     readonly records: string; readonly times: string; readonly receiveds: string;
-    readonly movedActors: string[]; readonly movedSeqs: string; readonly movedHashes: string;
+    readonly movedActors: TextList; readonly movedSeqs: string; readonly movedHashes: string;
   };
+}
+
+/**
+ * A text[] parameter. Actors and ids can hold any character, so the driver would escape each one
+ * into an array literal; when none holds U+001E they travel joined on it instead, like records.
+ */
+type TextList = { readonly joined: string } | { readonly array: readonly string[] };
+
+function textList(values: readonly string[]): TextList {
+  // string_to_array('') is an empty array, not one empty string: that case keeps the array form.
+  const joinable = !(values.length === 1 && values[0] === '') && !values.some((value) => value.includes(RECORD_SEPARATOR));
+  return joinable ? { joined: values.join(RECORD_SEPARATOR) } : { array: values };
+}
+
+function textArray(list: TextList) {
+  return 'joined' in list ? sql`string_to_array(${list.joined}, ${RECORD_SEPARATOR})` : sql`${list.array}::text[]`;
 }
 
 /** A statement the database refused because of one row's values: the row must be isolated, not retried. */
@@ -185,18 +201,18 @@ function plan(items: readonly Prepared[], heads: ReadonlyMap<string, Head>, stor
     positions,
     appended: ids.length,
     params: {
-      actors: [...from.keys()],
+      actors: textList([...from.keys()]),
       fromSeqs: fromHeads.map((head) => head.seq).join(','),
       fromHashes: fromHeads.map((head) => head.hash).join(','),
-      rowActors: actor,
+      rowActors: textList(actor),
       seqs: seqs.join(','),
-      ids,
+      ids: textList(ids),
       prevs: prevs.join(','),
       hashes: hashes.join(','),
       records: records.join(RECORD_SEPARATOR),
       times: times.join(','),
       receiveds: receiveds.join(','),
-      movedActors: moved.map(([name]) => name),
+      movedActors: textList(moved.map(([name]) => name)),
       movedSeqs: moved.map(([, head]) => head.seq).join(','),
       movedHashes: moved.map(([, head]) => head.hash).join(','),
     },
@@ -300,7 +316,7 @@ export class ChainAppender {
    * was written then).
    */
   private async appendAlone(planned: Plan, hashed: () => void) {
-    const actors = planned.params.actors;
+    const actors = [...planned.from.keys()];
     if (!actors.every((actor) => this.existingHeads.has(actor))) return undefined;
     hashed();
     const differing = await this.db.statement((db) => this.writePlanned(db, planned));
@@ -363,22 +379,22 @@ export class ChainAppender {
     const p = planned.params;
     const result = await sql<{ actor: string; seq: string | number | null; hash: string | null }>`
       WITH locked AS MATERIALIZED (
-        SELECT actor, seq, hash FROM ${this.heads} WHERE actor = ANY(${p.actors}::text[]) ORDER BY actor FOR UPDATE),
+        SELECT actor, seq, hash FROM ${this.heads} WHERE actor = ANY(${textArray(p.actors)}) ORDER BY actor FOR UPDATE),
       differing AS MATERIALIZED (
         SELECT e.actor, l.seq, l.hash
-        FROM unnest(${p.actors}::text[], string_to_array(${p.fromSeqs}, ',')::int8[], string_to_array(${p.fromHashes}, ',')) AS e(actor, seq, hash)
+        FROM unnest(${textArray(p.actors)}, string_to_array(${p.fromSeqs}, ',')::int8[], string_to_array(${p.fromHashes}, ',')) AS e(actor, seq, hash)
         LEFT JOIN locked l ON l.actor = e.actor
         WHERE l.seq IS DISTINCT FROM e.seq OR l.hash IS DISTINCT FROM e.hash),
       appended AS (
         INSERT INTO ${this.events} (actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at)
-        SELECT * FROM unnest(${p.rowActors}::text[], string_to_array(${p.seqs}, ',')::int8[], ${p.ids}::text[],
+        SELECT * FROM unnest(${textArray(p.rowActors)}, string_to_array(${p.seqs}, ',')::int8[], ${textArray(p.ids)},
           string_to_array(${p.prevs}, ','), string_to_array(${p.hashes}, ','),
           string_to_array(${p.records}, ${RECORD_SEPARATOR}),
           string_to_array(${p.times}, ',')::timestamptz[], string_to_array(${p.receiveds}, ',')::timestamptz[])
         WHERE NOT EXISTS (SELECT FROM differing)),
       moved AS (
         UPDATE ${this.heads} AS h SET seq = v.seq, hash = v.hash
-        FROM unnest(${p.movedActors}::text[], string_to_array(${p.movedSeqs}, ',')::int8[], string_to_array(${p.movedHashes}, ',')) AS v(actor, seq, hash)
+        FROM unnest(${textArray(p.movedActors)}, string_to_array(${p.movedSeqs}, ',')::int8[], string_to_array(${p.movedHashes}, ',')) AS v(actor, seq, hash)
         WHERE h.actor = v.actor AND NOT EXISTS (SELECT FROM differing))
       SELECT actor, seq, hash FROM differing`.execute(db);
     return result.rows;

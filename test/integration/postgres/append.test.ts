@@ -97,6 +97,16 @@ describe('chain appends', () => {
     await assertIntact(store!, 4);
   });
 
+  it('chains events without an actor under "", alone in a batch or mixed with others', async () => {
+    const { schema, stores: [store] } = await stores(1);
+    const anonymous = (id: string) => toEvent({ id, action: 'anonymous' }, { actorField: 'actorId' });
+    await store!.append([anonymous('n-1')]);
+    await store!.append([anonymous('n-2'), event('n-3', 'alice'), anonymous('n-4')]);
+    const rows = (await adminQuery(`SELECT event_id, actor, seq FROM ${schema}.chain_events ORDER BY actor, seq`, [], database)).rows;
+    assert.deepEqual(rows.map((r) => [r.event_id, r.actor, Number(r.seq)]), [['n-1', '', 1], ['n-2', '', 2], ['n-4', '', 3], ['n-3', 'alice', 1]]);
+    await assertIntact(store!, 4);
+  });
+
   it('a second store process starting on existing chains continues them instead of forking', async () => {
     const { stores: [a, b] } = await stores(2);
     await a!.append(Array.from({ length: 30 }, (_, i) => event(`old-${i}`, `actor-${i % 3}`)));
