@@ -10,8 +10,9 @@
  *   - copy: a plain COPY (psql \copy, CSV) of the very same rows into an identical empty table —
  *     the floor: what PostgreSQL needs to store these rows with these indexes and no chain;
  *   - verify: verifyStore over the appended chains (read, recompute every hash, check records,
- *     links, heads), as `auditpipe verify` runs it: one thread per CPU, each over its own range of
- *     actors and connection; and with one thread.
+ *     links, heads), as `auditpipe verify` runs it (one thread per CPU, each over its own range of
+ *     actors and connection, but one thread per 100,000 events at most), and with every CPU's
+ *     thread forced (cold worker threads) for comparison.
  * For each phase it reports wall-clock events/s, the CPU spent per event by this Node process and
  * by the PostgreSQL backends doing the work, and by the whole machine (all read from /proc, so the
  * server must run on this machine): on a shared machine CPU per event compares across runs.
@@ -160,7 +161,7 @@ try {
   (results.workload as Record<string, unknown>).avg_event_bytes = Math.round(eventsA.reduce((n, e) => n + e.bytes, 0) / EVENTS);
 
   const workers = Math.min(availableParallelism(), 8);
-  const storeA = new ChainStore(db, 'chain4', { parallelVerify: { url, workers } });
+  const storeA = new ChainStore(db, 'chain4');
   const append4 = await measure(url, database, () => appendAll(storeA, eventsA, 4));
   const storeB = new ChainStore(db, 'chain1');
   const eventsB = makeEvents('b');
@@ -205,9 +206,16 @@ try {
     return phase;
   };
   // Once unmeasured, as a warm-up of this process; each worker thread starts cold every time.
-  await verifyWith(new ChainStore(db, 'chain4'));
-  const verify = { ...await verifyWith(storeA), threads: workers, note: 'worker threads start cold (module load, JIT) in every run' };
-  const verify1 = { ...await verifyWith(new ChainStore(db, 'chain4')), threads: 1 };
+  await verifyWith(storeA);
+  // As `auditpipe verify` without --workers: a thread per CPU, but none for fewer than 100,000 events.
+  const minEventsPerThread = 100_000;
+  const threads = Math.max(1, Math.min(workers, Math.floor(EVENTS / minEventsPerThread)));
+  const verify = { ...await verifyWith(new ChainStore(db, 'chain4', { parallelVerify: { url, workers, minEventsPerThread } })), threads };
+  const verifyForced = {
+    ...await verifyWith(new ChainStore(db, 'chain4', { parallelVerify: { url, workers, minEventsPerThread: 0 } })),
+    threads: workers,
+    note: 'every CPU forced (--workers); worker threads start cold (module load, JIT) in every run',
+  };
 
   const cpuPerEvent = (phase: { node_cpu_us_per_event?: number; postgres_cpu_us_per_event: number | null }) =>
     (phase.node_cpu_us_per_event ?? 0) + (phase.postgres_cpu_us_per_event ?? 0);
@@ -216,7 +224,7 @@ try {
     append_1_in_flight: { ...append1, note: 'one batch at a time: Node and PostgreSQL take turns' },
     copy,
     verify,
-    verify_1_thread: verify1,
+    verify_all_threads_forced: verifyForced,
     ratios: {
       append_wall_time_vs_copy: Number((append4.seconds / copy.seconds).toFixed(2)),
       append_postgres_cpu_vs_copy: copy.postgres_cpu_us_per_event && append4.postgres_cpu_us_per_event

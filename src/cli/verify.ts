@@ -51,8 +51,9 @@ Read-only. Exit 0: intact; 1: findings; 2: usage or access error.
   --signature-keys F  also re-verify the client signatures of stored events against the keys
                       in F (the signature_keys_file format: a list, {keys: [...]}, or a JWKS)
   --workers N         threads walking the chains of a PostgreSQL store, each over its own
-                      range of actors and connection (default: the CPU count, at most 8;
-                      1 = one thread; the embedded store and the single executable use one)
+                      range of actors and connection (default: the CPU count, at most 8, and
+                      one per 100,000 events; 1 = one thread; the embedded store and the
+                      single executable use one)
   --json              print the report as JSON
 `;
 
@@ -164,6 +165,9 @@ export function formatReport(report: VerifyReport, where: string, anchorsNote?: 
   return `${lines.join('\n')}\n`;
 }
 
+/** Measured: a worker thread pays for its start-up from about this many events (docs/benchmarks.md). */
+const MIN_EVENTS_PER_THREAD = 100_000;
+
 /** How many threads walk the chains: --workers, or the CPU count (at most 8); one inside the single executable. */
 async function verifyWorkers(option: string | undefined): Promise<number> {
   if (option !== undefined) {
@@ -218,7 +222,9 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     db = await target.open();
     const where = `${db.embedded ? 'embedded store' : 'PostgreSQL'} ${db.where} schema ${target.schema}`;
     const workers = await verifyWorkers(values.workers as string | undefined);
-    const store = new ChainStore(db, target.schema, target.url && workers > 1 ? { parallelVerify: { url: target.url, workers } } : {});
+    // Without --workers, a small store is walked by fewer threads than CPUs (see ParallelVerify).
+    const minEventsPerThread = values.workers === undefined ? MIN_EVENTS_PER_THREAD : 0;
+    const store = new ChainStore(db, target.schema, target.url && workers > 1 ? { parallelVerify: { url: target.url, workers, minEventsPerThread } } : {});
     await store.checkTables();
     const sources = anchorSources(values, target);
     const anchors = [];

@@ -22,6 +22,11 @@ import { checkRangeInWorker, mergeChainResults } from './verify-workers.ts';
 export interface ParallelVerify {
   readonly url: string;
   readonly workers: number;
+  /**
+   * Fewer threads when each would get fewer events than this: a worker thread needs a few
+   * hundred milliseconds to load and warm up, which a small share does not pay back. 0: always `workers`.
+   */
+  readonly minEventsPerThread?: number;
 }
 
 export class ChainStore implements ChainStoreReader, VerifySource {
@@ -175,12 +180,14 @@ export class ChainStore implements ChainStoreReader, VerifySource {
 
   /**
    * `count` consecutive ranges of actors holding about as many events each (by the head rows,
-   * which only balance the work: the ranges together cover every possible actor).
+   * which only balance the work: the ranges together cover every possible actor); fewer when a
+   * range would hold fewer than `minEventsPerRange` events.
    */
-  async actorRanges(count: number): Promise<ActorRange[]> {
+  async actorRanges(count: number, minEventsPerRange = 0): Promise<ActorRange[]> {
     const result = await this.db.read((db) => sql<{ actor: string; seq: string | number }>`
       SELECT actor, seq FROM ${this.heads_} WHERE seq > 0 ORDER BY actor`.execute(db));
     const total = result.rows.reduce((n, row) => n + Number(row.seq), 0);
+    if (minEventsPerRange > 0) count = Math.max(1, Math.min(count, Math.floor(total / minEventsPerRange)));
     const bounds: string[] = [];
     let sum = 0;
     for (const row of result.rows) {
@@ -199,7 +206,7 @@ export class ChainStore implements ChainStoreReader, VerifySource {
     const parallel = this.parallelVerify;
     if (!parallel || parallel.workers < 2) return undefined;
     return async (input) => {
-      const [first, ...others] = await this.actorRanges(parallel.workers);
+      const [first, ...others] = await this.actorRanges(parallel.workers, parallel.minEventsPerThread);
       const results = await Promise.all([
         checkChains(this.rows(undefined, first), input),
         ...others.map((range) => checkRangeInWorker({ url: parallel.url, schema: this.schema, range, input })),
