@@ -55,6 +55,8 @@ export interface AppendResult {
   /** Events already stored before (redelivery): not appended again. */
   readonly duplicates: number;
   readonly appended: number;
+  /** Times the batch was hashed on heads another writer (or a failed batch) had moved: hashed again under the locks. */
+  readonly rehashed: number;
 }
 
 interface Head {
@@ -263,7 +265,7 @@ export class ChainAppender {
       if (speculative) this.assume(speculative);
       await previous.finished;
       abort?.throwIfAborted();
-      const result: AppendResult = { positions: new Map(), rejected: [...batch.rejected], duplicates: 0, appended: 0 };
+      const result: AppendResult = { positions: new Map(), rejected: [...batch.rejected], duplicates: 0, appended: 0, rehashed: 0 };
       if (speculative) await this.appendIsolating(batch.items, speculative, result, hashed.resolve);
       return result;
     } catch (error) {
@@ -295,6 +297,7 @@ export class ChainAppender {
       for (const actor of outcome.actors) this.existingHeads.add(actor);
       for (const [id, position] of outcome.positions) into.positions.set(id, position);
       (into as { duplicates: number }).duplicates += outcome.duplicates;
+      (into as { rehashed: number }).rehashed += outcome.rehashed;
       (into as { appended: number }).appended += outcome.appended;
     } catch (error) {
       if (!isRowError(error)) throw error;
@@ -321,7 +324,7 @@ export class ChainAppender {
     hashed();
     const differing = await this.db.statement((db) => this.writePlanned(db, planned));
     if (differing.length > 0) return undefined;
-    return { positions: planned.positions, duplicates: 0, appended: planned.appended, actors };
+    return { positions: planned.positions, duplicates: 0, appended: planned.appended, actors, rehashed: 0 };
   }
 
   /**
@@ -349,12 +352,14 @@ export class ChainAppender {
       }
     }
     // At most twice: the second time with the heads the first attempt found locked.
+    let rehashed = 0;
     for (let attempt = 1; ; attempt += 1) {
       if (attempt > 1) this.assume(planned);
       hashed();
       const differing = await this.writePlanned(tx, planned);
       if (differing.length === 0) break;
       if (attempt > 1) throw new Error(`the head rows of ${differing.length} actors changed while locked`);
+      rehashed += 1;
       const heads = new Map(planned.from);
       for (const row of differing) {
         if (row.seq === null || row.hash === null) {
@@ -367,7 +372,13 @@ export class ChainAppender {
       }
       planned = plan(items, heads, stored);
     }
-    return { positions: planned.positions, duplicates: stored.size > 0 ? items.filter((item) => stored.has(item.event.id)).length : 0, appended: planned.appended, actors };
+    return {
+      positions: planned.positions,
+      duplicates: stored.size > 0 ? items.filter((item) => stored.has(item.event.id)).length : 0,
+      appended: planned.appended,
+      actors,
+      rehashed,
+    };
   }
 
   /**

@@ -57,6 +57,7 @@ export class PostgresChainSink implements Sink {
     this.metrics = {
       appended: counter(registry, 'auditpipe_chain_appended_total', 'Events appended to hash chains.'),
       duplicates: counter(registry, 'auditpipe_chain_duplicates_total', 'Redelivered events recognised by id and not appended again.'),
+      rehashed: counter(registry, 'auditpipe_chain_rehashed_batches_total', 'Batches hashed again under the head locks because another writer (or a failed batch) had moved the heads they assumed.'),
       rejected: counter(registry, 'auditpipe_chain_rejected_total', 'Events the chain store could not store (dead-lettered).'),
       checkpoints: counter(registry, 'auditpipe_chain_checkpoints_total', 'Signed checkpoints written.'),
       checkpointFailures: counter(registry, 'auditpipe_chain_checkpoint_failures_total', 'Checkpoints that could not be written or anchored.'),
@@ -120,6 +121,7 @@ export class PostgresChainSink implements Sink {
     const result = await store.append(batch.events, signal);
     this.metrics.appended.inc(labels, result.appended);
     if (result.duplicates > 0) this.metrics.duplicates.inc(labels, result.duplicates);
+    if (result.rehashed > 0) this.metrics.rehashed.inc(labels, result.rehashed);
     if (result.rejected.length > 0) {
       this.metrics.rejected.inc(labels, result.rejected.length);
       this.ctx.logger.warn({ rejected: result.rejected.length, ids: result.rejected.slice(0, 10).map((r) => r.id) }, 'chain store rejected events; they go to the dead-letter destination');

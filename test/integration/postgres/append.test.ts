@@ -55,6 +55,7 @@ describe('chain appends', () => {
     const batches = Array.from({ length: 6 }, (_, b) => Array.from({ length: 50 }, (_, i) => event(`order-${b}-${i}`, `actor-${i % 3}`)));
     const results = await Promise.all(batches.map((batch) => store!.append(batch)));
     assert.deepEqual(results.map((r) => r.appended), [50, 50, 50, 50, 50, 50]);
+    assert.deepEqual(results.map((r) => r.rehashed), [0, 0, 0, 0, 0, 0], 'one writer: every batch hashed ahead on the right heads');
     const rows = (await adminQuery(`SELECT event_id FROM ${schema}.chain_events WHERE actor = 'actor-0' ORDER BY seq`, [], database)).rows;
     const expected = batches.flatMap((batch) => batch.filter((_, i) => i % 3 === 0).map((e) => e.id));
     assert.deepEqual(rows.map((r) => r.event_id), expected, 'the chain holds the events in the order they were handed in');
@@ -67,6 +68,8 @@ describe('chain appends', () => {
       store.append(Array.from({ length: 100 }, (_, i) => event(`${name}-${n}-${i}`, `actor-${i % 7}`)))));
     const [ra, rb] = await Promise.all([work(a!, 'a'), work(b!, 'b')]);
     assert.equal([...ra, ...rb].reduce((n, r) => n + r.appended, 0), 4_000);
+    // Whichever writer commits second on an actor finds its head moved by the other.
+    assert.ok([...ra, ...rb].some((r) => r.rehashed > 0), 'batches were hashed again on the other writer\'s heads');
     await assertIntact(a!, 4_000);
   });
 
