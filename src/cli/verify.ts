@@ -170,14 +170,14 @@ const MIN_EVENTS_PER_THREAD = 100_000;
 
 /** How many threads walk the chains: --workers, or the CPU count (at most 8); one inside the single executable. */
 async function verifyWorkers(option: string | undefined): Promise<number> {
-  if (option !== undefined) {
-    const count = Number(option);
-    if (!Number.isInteger(count) || count < 1 || count > 64) throw new UsageError('--workers must be an integer from 1 to 64');
-    return count;
-  }
+  const count = option === undefined ? undefined : Number(option);
+  if (count !== undefined && (!Number.isInteger(count) || count < 1 || count > 64)) throw new UsageError('--workers must be an integer from 1 to 64');
   // Worker threads load this program's modules from files, which the single executable does not have.
-  const sea = await import('node:sea').then((m) => m.isSea(), () => false);
-  return sea ? 1 : Math.min(availableParallelism(), 8);
+  if (await import('node:sea').then((m) => m.isSea(), () => false)) {
+    if (count !== undefined && count > 1) process.stderr.write('auditpipe verify: the single executable walks the chains on one thread; --workers is ignored\n');
+    return 1;
+  }
+  return count ?? Math.min(availableParallelism(), 8);
 }
 
 export async function verifyCommand(argv: string[]): Promise<number> {

@@ -94,5 +94,10 @@ describe('the single executable', () => {
     const report = JSON.parse(verify.stdout);
     assert.equal(report.events, 3);
     assert.equal(report.actors, 2);
+    // Worker threads need module files, which the executable does not have: one thread, said so.
+    const threaded = spawnSync(exe, ['verify', '--config', 'auditpipe.yml', '--workers', '2', '--json'], { cwd: dir, env, encoding: 'utf8' });
+    assert.equal(threaded.status, 0, threaded.stderr + threaded.stdout);
+    assert.match(threaded.stderr, /one thread; --workers is ignored/);
+    assert.equal(JSON.parse(threaded.stdout).events, 3);
   });
 });
