@@ -6,6 +6,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } f
 import path from 'node:path';
 import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
+import { textRowsOf } from './verify-rows.ts';
 
 export interface ChainDb {
   readonly kysely: Kysely<any>;
@@ -79,6 +80,7 @@ export function openPostgres(options: PostgresOptions): ChainDb {
     });
   });
   const kysely = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
+  const textRows = textRowsOf(pool);
   const track = async <T>(work: () => Promise<T>): Promise<T> => {
     try {
       const result = await work();
@@ -96,14 +98,12 @@ export function openPostgres(options: PostgresOptions): ChainDb {
     transaction: (work) => track(() => kysely.transaction().execute(work)),
     read: (work) => track(() => work(kysely)),
     statement: (work) => track(() => work(kysely)),
-    readTextRows: (text, values) => track(async () => (await pool.query({ text, values: [...values], rowMode: 'array', types: RAW_TEXT })).rows),
+    readTextRows: (text, values) => track(() => textRows(text, values)),
     healthy: () => healthy,
     close: () => kysely.destroy(),
   };
 }
 
-/** Type parsing that leaves every value as the text the server sent. */
-const RAW_TEXT = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;
 
 /** A single-process lock on a directory: a file holding the owner's pid, created exclusively. */
 export class DirectoryLock {

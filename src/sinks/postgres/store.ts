@@ -169,12 +169,10 @@ export class ChainStore implements ChainStoreReader, VerifySource {
 
   /** Rows ordered by actor then sequence: all, one actor's, or those of the actors in `range`. */
   rows(actor?: string, range?: ActorRange, pageSize?: number): AsyncIterable<readonly VerifyRow[]> {
-    const readTextRows = this.db.readTextRows;
-    const fetch: FetchTextRows = readTextRows
-      ? (text, values) => readTextRows(text, values)
+    const fetch: FetchTextRows = this.db.readTextRows
       // The embedded store: the same statement through kysely, values as PGlite returns them.
-      : async (text, values) => (await this.db.read((db) => db.executeQuery(CompiledQuery.raw(text, [...values])))).rows
-        .map((row) => Object.values(row as Record<string, unknown>).map((value) => (value === null ? null : String(value))));
+      ?? (async (text, values) => (await this.db.read((db) => db.executeQuery(CompiledQuery.raw(text, [...values])))).rows
+        .map((row) => Object.values(row as Record<string, unknown>).map((value) => (value === null ? null : String(value)))));
     return pagedRows(fetch, this.schema, actor, range, pageSize);
   }
 

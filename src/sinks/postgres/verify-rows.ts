@@ -2,6 +2,7 @@
  * The verifier's bulk read of chain rows, in pages ordered by (actor, seq). Kept free of kysely
  * and the rest of the store so a verify worker thread starts in a fraction of the time.
  */
+import type pg from 'pg';
 import type { VerifyRow } from '../../security/verify.ts';
 
 /** Actors `from` (inclusive) to `to` (exclusive) in the database's order; an absent end is open. */
@@ -12,6 +13,14 @@ export interface ActorRange {
 
 /** Runs one read statement; every value comes back as the server's text (or null). */
 export type FetchTextRows = (text: string, values: readonly unknown[]) => Promise<Array<Array<string | null>>>;
+
+/** Type parsing that leaves every value as the text the server sent. */
+const RAW_TEXT = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;
+
+/** `FetchTextRows` on a `pg` pool or client: rows as arrays, no row objects, no type parsers. */
+export function textRowsOf(queryable: pg.Pool | pg.Client): FetchTextRows {
+  return async (text, values) => (await queryable.query({ text, values: [...values], rowMode: 'array', types: RAW_TEXT })).rows as Array<Array<string | null>>;
+}
 
 const COLUMNS = `actor, seq, event_id, prev_hash, hash, canonical,
   round(date_part('epoch', event_time) * 1000000)::int8 AS et, round(date_part('epoch', received_at) * 1000000)::int8 AS ra`;

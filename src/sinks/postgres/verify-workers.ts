@@ -7,7 +7,7 @@
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { checkChains, type ChainCheckInput, type ChainCheckResult, type Claims } from '../../security/verify.ts';
-import { pagedRows, type ActorRange } from './verify-rows.ts';
+import { pagedRows, textRowsOf, type ActorRange } from './verify-rows.ts';
 
 interface Job {
   readonly url: string;
@@ -68,16 +68,11 @@ async function runJob(job: Job): Promise<ChainCheckResult> {
   const client = new pg.Client({ connectionString: job.url, application_name: 'auditpipe', options: '-c default_transaction_read_only=on' });
   await client.connect();
   try {
-    const fetch = async (text: string, values: readonly unknown[]) =>
-      (await client.query({ text, values: [...values], rowMode: 'array', types: RAW_TEXT })).rows as Array<Array<string | null>>;
-    return await checkChains(pagedRows(fetch, job.schema, undefined, job.range), job.input);
+    return await checkChains(pagedRows(textRowsOf(client), job.schema, undefined, job.range), job.input);
   } finally {
     await client.end();
   }
 }
-
-/** Every value as the text the server sent. */
-const RAW_TEXT = { getTypeParser: () => (value: string) => value };
 
 const job = !isMainThread ? (workerData as Record<string, Job> | undefined)?.[JOB_KEY] : undefined;
 if (job && parentPort) {
