@@ -199,6 +199,11 @@ describe('verify detects tampering', () => {
     const unknown = runCliSync(['verify', '--bogus']);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /Unknown option|bogus/);
+    for (const workers of ['0', '-1', '2.5', 'many', '65']) {
+      const bad = runCliSync(['verify', '--database-url', databaseUrl(source), `--workers=${workers}`]);
+      assert.equal(bad.code, 2, `--workers ${workers}`);
+      assert.match(bad.stderr, /--workers must be an integer from 1 to 64/);
+    }
     const empty = await createDatabase('ap_tamper_empty');
     copies.push(empty);
     const none = runCliSync(['verify', '--database-url', databaseUrl(empty)]);
