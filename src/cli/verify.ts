@@ -224,7 +224,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     const workers = await verifyWorkers(values.workers as string | undefined);
     // Without --workers, a small store is walked by fewer threads than CPUs (see ParallelVerify).
     const minEventsPerThread = values.workers === undefined ? MIN_EVENTS_PER_THREAD : 0;
-    const store = new ChainStore(db, target.schema, target.url && workers > 1 ? { parallelVerify: { url: target.url, workers, minEventsPerThread } } : {});
+    const store = new ChainStore(db, target.schema, target.url ? { parallelVerify: { url: target.url, workers, minEventsPerThread } } : {});
     await store.checkTables();
     const sources = anchorSources(values, target);
     const anchors = [];

@@ -72,6 +72,31 @@ export function chainHashUnchecked(previousHash: string, record: string): string
   return hash('sha256', scratch.subarray(0, HASH_INPUT_OFFSET + length), 'hex');
 }
 
+/** Lowercase hex digit values; 255 for every other byte. */
+const HEX_VALUE = new Uint8Array(256).fill(255);
+for (let d = 0; d < 16; d += 1) HEX_VALUE['0123456789abcdef'.charCodeAt(d)] = d;
+
+/**
+ * `chainHash` of a record given as UTF-8 bytes, `record[start, end)`, with the previous hash as
+ * the 64 hex bytes at `previousHex[at, at + 64)` (both straight from PostgreSQL's binary COPY, so
+ * the verifier never decodes them to strings); undefined when those bytes are not lowercase hex.
+ */
+export function chainHashOfBytes(previousHex: Uint8Array, at: number, record: Uint8Array, start: number, end: number): string | undefined {
+  const needed = HASH_INPUT_OFFSET + end - start;
+  if (needed > scratch.length) {
+    scratch = Buffer.allocUnsafe(needed);
+    TAG_BYTES.copy(scratch, 0);
+  }
+  for (let k = 0; k < 32; k += 1) {
+    const high = HEX_VALUE[previousHex[at + 2 * k]!]!;
+    const low = HEX_VALUE[previousHex[at + 2 * k + 1]!]!;
+    if ((high | low) === 255) return undefined;
+    scratch[TAG_BYTES.length + k] = (high << 4) | low;
+  }
+  Buffer.prototype.copy.call(record, scratch, HASH_INPUT_OFFSET, start, end);
+  return hash('sha256', scratch.subarray(0, needed), 'hex');
+}
+
 /** A stored chain position, as receipts and the read API report it. */
 export interface ChainPosition {
   readonly actor: string;

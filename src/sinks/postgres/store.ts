@@ -13,12 +13,17 @@ import type { CheckpointKey } from '../../security/keys.ts';
 import {
   checkChains, formatHeads, type ChainCheckInput, type ChainCheckResult, type StoredCheckpoint, type VerifyRow, type VerifySource,
 } from '../../security/verify.ts';
+import { joinWithOrderedWalk } from '../../security/unordered-check.ts';
 import { ChainAppender, columnTime, type AppendResult } from './append.ts';
 import type { ChainDb } from './db.ts';
-import { pagedRows, type ActorRange, type FetchTextRows } from './verify-rows.ts';
-import { checkRangeInWorker, mergeChainResults } from './verify-workers.ts';
+import { pagedRows, type FetchTextRows, type RowSelection } from './verify-rows.ts';
+import { checkAllRows } from './verify-workers.ts';
 
-/** The verifier may split the chain walk over `workers` threads, each opening `url` read-only. */
+/**
+ * How the verifier may read a PostgreSQL store: all rows in storage order with one binary COPY
+ * on a read-only connection to `url`, checked by `UnorderedChainCheck` on `workers` threads
+ * (actors split between them); only actors that do not check out are read again in sequence order.
+ */
 export interface ParallelVerify {
   readonly url: string;
   readonly workers: number;
@@ -167,49 +172,31 @@ export class ChainStore implements ChainStoreReader, VerifySource {
 
   // ---- verifier source (read-only) ------------------------------------------------------
 
-  /** Rows ordered by actor then sequence: all, one actor's, or those of the actors in `range`. */
-  rows(actor?: string, range?: ActorRange, pageSize?: number): AsyncIterable<readonly VerifyRow[]> {
+  /** Rows ordered by actor then sequence: all, or one actor's. */
+  rows(actor?: string): AsyncIterable<readonly VerifyRow[]> {
+    return this.#selectRows(actor === undefined ? {} : { actor });
+  }
+
+  #selectRows(select: RowSelection, pageSize?: number): AsyncIterable<readonly VerifyRow[]> {
     const fetch: FetchTextRows = this.db.readTextRows
       // The embedded store: the same statement through kysely, values as PGlite returns them.
       ?? (async (text, values) => (await this.db.read((db) => db.executeQuery(CompiledQuery.raw(text, [...values])))).rows
         .map((row) => Object.values(row as Record<string, unknown>).map((value) => (value === null ? null : String(value)))));
-    return pagedRows(fetch, this.schema, actor, range, pageSize);
+    return pagedRows(fetch, this.schema, select, pageSize);
   }
 
-  /**
-   * `count` consecutive ranges of actors holding about as many events each (by the head rows,
-   * which only balance the work: the ranges together cover every possible actor); fewer when a
-   * range would hold fewer than `minEventsPerRange` events.
-   */
-  async actorRanges(count: number, minEventsPerRange = 0): Promise<ActorRange[]> {
-    const result = await this.db.read((db) => sql<{ actor: string; seq: string | number }>`
-      SELECT actor, seq FROM ${this.heads_} WHERE seq > 0 ORDER BY actor`.execute(db));
-    const total = result.rows.reduce((n, row) => n + Number(row.seq), 0);
-    if (minEventsPerRange > 0) count = Math.max(1, Math.min(count, Math.floor(total / minEventsPerRange)));
-    const bounds: string[] = [];
-    let sum = 0;
-    for (const row of result.rows) {
-      if (sum >= (total * (bounds.length + 1)) / count && bounds.at(-1) !== row.actor) bounds.push(row.actor);
-      if (bounds.length === count - 1) break;
-      sum += Number(row.seq);
-    }
-    return Array.from({ length: bounds.length + 1 }, (_, i) => ({
-      ...(i > 0 ? { from: bounds[i - 1]! } : {}),
-      ...(i < bounds.length ? { to: bounds[i]! } : {}),
-    }));
-  }
-
-  /** Present when the store was opened with `parallelVerify` (a PostgreSQL URL the workers can open). */
-  get checkChainsInParallel(): ((input: ChainCheckInput) => Promise<ChainCheckResult>) | undefined {
+  /** Present when the store was opened with `parallelVerify` (a PostgreSQL URL the verifier's connections can open). */
+  get checkAllChains(): ((input: ChainCheckInput) => Promise<ChainCheckResult>) | undefined {
     const parallel = this.parallelVerify;
-    if (!parallel || parallel.workers < 2) return undefined;
+    if (!parallel) return undefined;
     return async (input) => {
-      const [first, ...others] = await this.actorRanges(parallel.workers, parallel.minEventsPerThread);
-      const results = await Promise.all([
-        checkChains(this.rows(undefined, first), input),
-        ...others.map((range) => checkRangeInWorker({ url: parallel.url, schema: this.schema, range, input })),
-      ]);
-      return mergeChainResults(results, input.maxFindings);
+      const total = await this.db.read((db) => sql<{ events: string | number }>`SELECT coalesce(sum(seq), 0) AS events FROM ${this.heads_}`.execute(db));
+      const minEvents = parallel.minEventsPerThread ?? 0;
+      const count = Math.max(1, minEvents > 0 ? Math.min(parallel.workers, Math.floor(Number(total.rows[0]?.events ?? 0) / minEvents)) : parallel.workers);
+      const fast = await checkAllRows(parallel.url, this.schema, count, input);
+      const suspects = fast.flatMap((result) => result.suspects);
+      const ordered = await checkChains(suspects.length > 0 ? this.#selectRows({ actors: suspects }) : noRows(), input);
+      return joinWithOrderedWalk(fast, ordered);
     };
   }
 
@@ -225,6 +212,8 @@ export class ChainStore implements ChainStoreReader, VerifySource {
     return result.rows.map((row) => ({ number: Number(row.number), text: row.body, hash: row.hash, signature: row.signature, keyId: row.key_id, heads: row.heads }));
   }
 }
+
+async function* noRows(): AsyncIterable<readonly VerifyRow[]> {}
 
 function encodeCursor(time: string, id: string): string {
   return Buffer.from(JSON.stringify([time, id]), 'utf8').toString('base64url');

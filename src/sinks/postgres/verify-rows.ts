@@ -5,10 +5,10 @@
 import type pg from 'pg';
 import type { VerifyRow } from '../../security/verify.ts';
 
-/** Actors `from` (inclusive) to `to` (exclusive) in the database's order; an absent end is open. */
-export interface ActorRange {
-  readonly from?: string;
-  readonly to?: string;
+/** Which rows: all, one actor's, or those of a list of actors. */
+export interface RowSelection {
+  readonly actor?: string;
+  readonly actors?: readonly string[];
 }
 
 /** Runs one read statement; every value comes back as the server's text (or null). */
@@ -28,15 +28,14 @@ const COLUMNS = `actor, seq, event_id, prev_hash, hash, canonical,
 export const DEFAULT_PAGE_SIZE = 20_000;
 
 export async function* pagedRows(
-  fetch: FetchTextRows, schema: string, actor?: string, range?: ActorRange, pageSize = DEFAULT_PAGE_SIZE,
+  fetch: FetchTextRows, schema: string, select: RowSelection = {}, pageSize = DEFAULT_PAGE_SIZE,
 ): AsyncIterable<readonly VerifyRow[]> {
   const table = `"${schema.replaceAll('"', '""')}".chain_events`;
   const page = async (after: { actor: string; seq: number } | undefined): Promise<VerifyRow[]> => {
     const where: string[] = [];
     const values: unknown[] = [];
-    if (actor !== undefined) where.push(`actor = $${values.push(actor)}`);
-    if (range?.from !== undefined) where.push(`actor >= $${values.push(range.from)}`);
-    if (range?.to !== undefined) where.push(`actor < $${values.push(range.to)}`);
+    if (select.actor !== undefined) where.push(`actor = $${values.push(select.actor)}`);
+    if (select.actors !== undefined) where.push(`actor = ANY($${values.push(select.actors)}::text[])`);
     if (after) where.push(`(actor, seq) > ($${values.push(after.actor)}, $${values.push(after.seq)}::int8)`);
     const rows = await fetch(`SELECT ${COLUMNS} FROM ${table} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY actor, seq LIMIT ${pageSize}`, values);
     return rows.map((row): VerifyRow => ({

@@ -1,0 +1,144 @@
+/**
+ * The verifier's fast read: every chain row, streamed with one binary `COPY` in storage order (no
+ * index, no sort, no text conversion) and handed to `UnorderedChainCheck` as offsets into the
+ * bytes PostgreSQL sent. Reading in sequence order cost PostgreSQL about twice as much per row,
+ * and decoding rows into strings cost Node more than hashing them (docs/benchmarks.md). Kept
+ * free of kysely: worker threads load it.
+ */
+import type pg from 'pg';
+import copyStreams from 'pg-copy-streams';
+import type { RowBytes } from '../../security/unordered-check.ts';
+
+const COLUMNS = 'actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at';
+const FIELDS = 8;
+/** `PGCOPY\n\377\r\n\0`, then 32-bit flags and the length of a header extension. */
+const SIGNATURE = Buffer.from([0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00]);
+/** PostgreSQL counts timestamps in microseconds from 2000-01-01. */
+const EPOCH_2000_MS = 946_684_800_000;
+
+export function chainCopyStatement(schema: string): string {
+  return `COPY (SELECT ${COLUMNS} FROM "${schema.replaceAll('"', '""')}".chain_events) TO STDOUT (FORMAT binary)`;
+}
+
+/** A row as it arrives, with where its own bytes (field count to last field) are. */
+export interface CopiedRow extends RowBytes {
+  bytes: Buffer;
+  rowStart: number;
+  rowEnd: number;
+}
+
+/** Streams every chain row of `schema` to `onRow`; the number of rows. */
+export async function copyChainRows(client: pg.Client, schema: string, onRow: (row: CopiedRow) => void | Promise<void>): Promise<number> {
+  return await readCopy(client.query(copyStreams.to(chainCopyStatement(schema))), onRow);
+}
+
+/**
+ * Parses a binary COPY of chain rows arriving in chunks cut anywhere. `onRow` may return a
+ * promise to hold the stream (backpressure); the row's bytes stay valid only until it returns.
+ */
+export async function readCopy(chunks: AsyncIterable<Buffer>, onRow: (row: CopiedRow) => void | Promise<void>): Promise<number> {
+  const reader = new RowReader();
+  let header = true;
+  let rest: Buffer | undefined;
+  let ended = false;
+  for await (const chunk of chunks) {
+    if (ended) throw new Error('the binary COPY went on after its trailer');
+    const b = rest ? Buffer.concat([rest, chunk]) : chunk;
+    rest = undefined;
+    let i = 0;
+    if (header) {
+      if (b.length < SIGNATURE.length + 8) {
+        rest = b;
+        continue;
+      }
+      if (!b.subarray(0, SIGNATURE.length).equals(SIGNATURE)) throw new Error('the server did not answer with a binary COPY');
+      i = SIGNATURE.length + 8 + int32(b, SIGNATURE.length + 4);
+      header = false;
+    }
+    for (;;) {
+      const next = reader.parse(b, i);
+      if (next === TRAILER) {
+        ended = true;
+        i = b.length;
+        break;
+      }
+      if (next < 0) break;
+      const pending = onRow(reader.row);
+      if (pending) await pending;
+      i = next;
+    }
+    if (i < b.length) rest = b.subarray(i);
+  }
+  if (rest || header || !ended) throw new Error('the binary COPY ended in the middle of a row');
+  return reader.rows;
+}
+
+/** Parses rows laid end to end (no header, no trailer), as the router forwards them; the number of rows. */
+export function readRows(b: Buffer, onRow: (row: CopiedRow) => void, reader = new RowReader()): number {
+  const before = reader.rows;
+  let i = 0;
+  while (i < b.length) {
+    const next = reader.parse(b, i);
+    if (next < 0) throw new Error('a forwarded batch of rows ends in the middle of a row');
+    onRow(reader.row);
+    i = next;
+  }
+  return reader.rows - before;
+}
+
+const TRAILER = -2;
+
+export class RowReader {
+  rows = 0;
+  readonly row: CopiedRow = {
+    bytes: SIGNATURE, actor: '', seq: 0, idStart: 0, idEnd: 0, previousHashAt: 0, hashAt: 0, recordStart: 0, recordEnd: 0,
+    eventTimeMs: 0, receivedAtMs: 0, rowStart: 0, rowEnd: 0,
+  };
+  readonly #starts = new Int32Array(FIELDS);
+  readonly #lengths = new Int32Array(FIELDS);
+
+  /** Fills `row` from the row at `i`; where the next row starts, -1 when this one is incomplete, or TRAILER. */
+  parse(b: Buffer, i: number): number {
+    if (i + 2 > b.length) return -1;
+    const fields = (b[i]! << 8) | b[i + 1]!;
+    if (fields === 0xffff) return TRAILER;
+    if (fields !== FIELDS) throw new Error(`a COPY row has ${fields} fields, expected ${FIELDS}`);
+    const starts = this.#starts;
+    const lengths = this.#lengths;
+    let j = i + 2;
+    for (let f = 0; f < FIELDS; f += 1) {
+      if (j + 4 > b.length) return -1;
+      const length = int32(b, j);
+      starts[f] = j + 4;
+      lengths[f] = length;
+      j += 4 + Math.max(length, 0);
+    }
+    if (j > b.length) return -1;
+    // A NULL (only possible where someone dropped the NOT NULL constraints) reads as empty, which no check accepts.
+    const row = this.row;
+    row.bytes = b;
+    row.rowStart = i;
+    row.rowEnd = j;
+    row.actor = lengths[0]! > 0 ? b.toString('utf8', starts[0]!, starts[0]! + lengths[0]!) : '';
+    row.seq = lengths[1] === 8 ? int64(b, starts[1]!) : 0;
+    row.idStart = starts[2]!;
+    row.idEnd = starts[2]! + Math.max(lengths[2]!, 0);
+    row.previousHashAt = lengths[3] === 64 ? starts[3]! : -1;
+    row.hashAt = lengths[4] === 64 ? starts[4]! : -1;
+    row.recordStart = starts[5]!;
+    row.recordEnd = starts[5]! + Math.max(lengths[5]!, 0);
+    row.eventTimeMs = lengths[6] === 8 ? int64(b, starts[6]!) / 1000 + EPOCH_2000_MS : Number.NaN;
+    row.receivedAtMs = lengths[7] === 8 ? int64(b, starts[7]!) / 1000 + EPOCH_2000_MS : Number.NaN;
+    this.rows += 1;
+    return j;
+  }
+}
+
+function int32(b: Buffer, at: number): number {
+  return (b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!;
+}
+
+/** Exact below 2^53, which every sequence and timestamp auditpipe writes is. */
+function int64(b: Buffer, at: number): number {
+  return int32(b, at) * 4_294_967_296 + (int32(b, at + 4) >>> 0);
+}

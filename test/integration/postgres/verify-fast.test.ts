@@ -1,0 +1,175 @@
+/**
+ * The verifier's fast pass on a real server (src/sinks/postgres/verify-workers.ts): one binary
+ * COPY in storage order, actors split over threads, suspects walked again in sequence order. Its
+ * report must be the ordered walk's, finding for finding, on intact and tampered stores.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import copyStreams from 'pg-copy-streams';
+import { toEvent } from '../../../src/core/event.ts';
+import { loadPrivateKeyFile, writeKeyPair } from '../../../src/security/keys.ts';
+import { verifyStore, type VerifyReport } from '../../../src/security/verify.ts';
+import { openPostgres } from '../../../src/sinks/postgres/db.ts';
+import { migrate } from '../../../src/sinks/postgres/migrations.ts';
+import { ChainStore } from '../../../src/sinks/postgres/store.ts';
+import { chainCopyStatement, readCopy } from '../../../src/sinks/postgres/verify-copy.ts';
+import { checkAllRows } from '../../../src/sinks/postgres/verify-workers.ts';
+import { adminQuery, createDatabase, databaseUrl, dropDatabase } from './helpers.ts';
+
+const ACTORS = 30;
+let source: string;
+const databases: string[] = [];
+
+const events = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => {
+  const n = from + i;
+  return toEvent({ id: `e-${n}`, actorId: `user-${n % ACTORS}`, action: n % 2 ? 'login' : 'logout', note: n % 7 ? 'plain' : 'quote " and \\ ünï' }, { actorField: 'actorId' });
+});
+
+before(async () => {
+  const keyFile = path.join(mkdtempSync(path.join(tmpdir(), 'auditpipe-fast-')), 'checkpoint.key');
+  writeKeyPair(keyFile);
+  source = await createDatabase('ap_fast_src');
+  const db = openPostgres({ url: databaseUrl(source), poolSize: 2, statementTimeoutMs: 30_000 });
+  try {
+    await migrate(db, 'auditpipe');
+    const store = new ChainStore(db, 'auditpipe');
+    for (let n = 0; n < 2_000; n += 500) await store.append(events(n, n + 500));
+    await store.writeCheckpoint(loadPrivateKeyFile(keyFile), 'auditpipe/fast');
+    await store.append(events(2_000, 2_400));
+  } finally {
+    await db.close();
+  }
+});
+
+after(async () => {
+  for (const name of [...databases, source]) await dropDatabase(name);
+});
+
+async function copyOf(tamper: string[] = []): Promise<string> {
+  const copy = await createDatabase('ap_fast', source);
+  databases.push(copy);
+  for (const statement of tamper) await adminQuery(statement, [], copy);
+  return copy;
+}
+
+/** The report of the ordered walk alone, and of the fast pass on `threads` threads. */
+async function reports(database: string, threads: number[]): Promise<{ ordered: VerifyReport; fast: VerifyReport[] }> {
+  const url = databaseUrl(database);
+  const db = openPostgres({ url, poolSize: 2, statementTimeoutMs: 30_000 });
+  try {
+    const strip = (report: VerifyReport) => ({ ...report, elapsedMs: 0 });
+    const ordered = strip(await verifyStore(new ChainStore(db, 'auditpipe')));
+    const fast = [];
+    for (const workers of threads) {
+      fast.push(strip(await verifyStore(new ChainStore(db, 'auditpipe', { parallelVerify: { url, workers, minEventsPerThread: 0 } }))));
+    }
+    return { ordered, fast };
+  } finally {
+    await db.close();
+  }
+}
+
+describe('verify, fast pass', () => {
+  it('gives the ordered walk\'s report on an intact store, on one thread or several', async () => {
+    const { ordered, fast } = await reports(source, [1, 2, 3]);
+    assert.equal(ordered.events, 2_400);
+    assert.equal(ordered.actors, ACTORS);
+    assert.deepEqual(ordered.findings.map((f) => f.kind), ['no-public-key']);
+    for (const report of fast) assert.deepEqual(report, ordered);
+  });
+
+  it('gives the ordered walk\'s report, finding for finding, on tampered stores', async () => {
+    const t = 'auditpipe.chain_events';
+    const tamperings: Record<string, string[]> = {
+      'edited record': [`UPDATE ${t} SET canonical = replace(canonical, '"login"', '"grant"') WHERE actor = 'user-3' AND seq = 7`],
+      'event time column moved 1 ms': [`UPDATE ${t} SET event_time = event_time + interval '1 millisecond' WHERE actor = 'user-4' AND seq = 2`],
+      'event id column changed': [`UPDATE ${t} SET event_id = 'other' WHERE actor = 'user-5' AND seq = 9`],
+      'middle row deleted': [`DELETE FROM ${t} WHERE actor = 'user-6' AND seq = 40`],
+      'tail rows deleted': [`DELETE FROM ${t} WHERE actor = 'user-7' AND seq > 60`],
+      'first row deleted': [`DELETE FROM ${t} WHERE actor = 'user-8' AND seq = 1`],
+      'rows swapped': [
+        `UPDATE ${t} SET seq = 1000 WHERE actor = 'user-9' AND seq = 3`,
+        `UPDATE ${t} SET seq = 3 WHERE actor = 'user-9' AND seq = 4`,
+        `UPDATE ${t} SET seq = 4 WHERE actor = 'user-9' AND seq = 1000`,
+      ],
+      'row duplicated (key constraints dropped)': [
+        `ALTER TABLE ${t} DROP CONSTRAINT chain_events_pkey`, `ALTER TABLE ${t} DROP CONSTRAINT chain_events_event_id_key`,
+        `INSERT INTO ${t} SELECT * FROM ${t} WHERE actor = 'user-10' AND seq = 5`,
+      ],
+      'hash not 64 characters (checks dropped)': [
+        `ALTER TABLE ${t} DROP CONSTRAINT chain_events_hash_check`, `UPDATE ${t} SET hash = 'abc' WHERE actor = 'user-11' AND seq = 3`,
+      ],
+    };
+    const copy = await copyOf(Object.values(tamperings).flat());
+    const { ordered, fast } = await reports(copy, [1, 2, 3]);
+    const actors = new Set(ordered.findings.map((f) => f.actor));
+    for (const actor of ['user-3', 'user-4', 'user-5', 'user-6', 'user-7', 'user-8', 'user-9', 'user-10', 'user-11']) {
+      assert.ok(actors.has(actor), `${actor} in ${JSON.stringify(ordered.findings, null, 1)}`);
+    }
+    for (const report of fast) assert.deepEqual(report, ordered);
+  });
+
+  it('verifies rows stored out of sequence order in one pass (held until their predecessor arrives)', async () => {
+    const copy = await copyOf([
+      'CREATE TABLE reversed AS SELECT * FROM auditpipe.chain_events',
+      'TRUNCATE auditpipe.chain_events',
+      'INSERT INTO auditpipe.chain_events SELECT * FROM reversed ORDER BY seq DESC',
+      'DROP TABLE reversed',
+    ]);
+    const first = await adminQuery(`SELECT seq FROM auditpipe.chain_events WHERE actor = 'user-1' ORDER BY ctid LIMIT 1`, [], copy);
+    assert.equal(Number(first.rows[0].seq), 80, 'stored last sequence first');
+    const input = { claims: new Map(), anchored: new Map(), finalClaims: new Map(), maxFindings: 10 };
+    for (const threads of [1, 2]) {
+      const results = await checkAllRows(databaseUrl(copy), 'auditpipe', threads, input);
+      assert.deepEqual(results.flatMap((r) => r.suspects), [], `${threads} threads`);
+      assert.equal(results.reduce((n, r) => n + r.events, 0), 2_400);
+      assert.equal(results.reduce((n, r) => n + r.tails.size, 0), ACTORS);
+    }
+    const { ordered, fast } = await reports(copy, [2]);
+    assert.deepEqual(fast[0], ordered);
+  });
+
+  it('parses the COPY stream however it is cut, and refuses one cut short', async () => {
+    const client = new pg.Client({ connectionString: databaseUrl(source) });
+    await client.connect();
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of client.query(copyStreams.to(chainCopyStatement('auditpipe')))) chunks.push(chunk as Buffer);
+    } finally {
+      await client.end();
+    }
+    const whole = Buffer.concat(chunks);
+    const rowsOf = async (pieces: Buffer[]) => {
+      const seen: string[] = [];
+      async function* stream() {
+        for (const piece of pieces) yield piece;
+      }
+      await readCopy(stream(), (row) => {
+        seen.push(`${row.actor}#${row.seq}:${row.bytes.toString('latin1', row.hashAt, row.hashAt + 64)}:${row.recordEnd - row.recordStart}`);
+      });
+      return seen;
+    };
+    const expected = await rowsOf([whole]);
+    assert.equal(expected.length, 2_400);
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < whole.length;) {
+      const size = 1 + Math.floor(random() * 700);
+      pieces.push(whole.subarray(at, at + size));
+      at += size;
+    }
+    assert.deepEqual(await rowsOf(pieces), expected);
+    await assert.rejects(rowsOf([whole.subarray(0, whole.length - 10)]), /ended in the middle of a row/);
+    await assert.rejects(rowsOf([Buffer.from('not a copy stream at all')]), /did not answer with a binary COPY/);
+  });
+
+  it('fails clearly, and leaves no thread behind, when the rows cannot be read', async () => {
+    const input = { claims: new Map(), anchored: new Map(), finalClaims: new Map(), maxFindings: 10 };
+    await assert.rejects(checkAllRows(databaseUrl(source), 'no_such_schema', 3, input), /no_such_schema/);
+  });
+});

@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { canonicalRecord, chainHash, GENESIS_HASH } from '../../../src/security/chain.ts';
+import { joinWithOrderedWalk, UnorderedChainCheck, type RowBytes } from '../../../src/security/unordered-check.ts';
+import type { ChainCheckInput, Claims } from '../../../src/security/verify.ts';
+
+interface Stored {
+  actor: string;
+  seq: number;
+  id: string;
+  prevHash: string;
+  hash: string;
+  record: string;
+  eventTimeMs: number;
+  receivedAtMs: number;
+}
+
+const TIME = '2026-11-29T10:00:00.000Z';
+
+function chain(actor: string, length: number): Stored[] {
+  const rows: Stored[] = [];
+  let prevHash = GENESIS_HASH;
+  for (let seq = 1; seq <= length; seq += 1) {
+    const id = `${actor}-${seq}`;
+    const record = canonicalRecord({ actor, seq, id, receivedAt: TIME, event: { id, time: TIME, action: `a${seq}` } });
+    const hash = chainHash(prevHash, record);
+    rows.push({ actor, seq, id, prevHash, hash, record, eventTimeMs: Date.parse(TIME), receivedAtMs: Date.parse(TIME) });
+    prevHash = hash;
+  }
+  return rows;
+}
+
+/** The row as the COPY reader hands it over: offsets into one buffer. */
+function bytesOf(row: Stored): RowBytes {
+  const id = Buffer.from(row.id);
+  const bytes = Buffer.concat([id, Buffer.from(row.prevHash, 'latin1'), Buffer.from(row.hash, 'latin1'), Buffer.from(row.record)]);
+  const hashAt = id.length + 64;
+  return {
+    bytes, actor: row.actor, seq: row.seq, idStart: 0, idEnd: id.length, previousHashAt: id.length, hashAt,
+    recordStart: hashAt + 64, recordEnd: bytes.length, eventTimeMs: row.eventTimeMs, receivedAtMs: row.receivedAtMs,
+  };
+}
+
+const noClaims = (): ChainCheckInput => ({ claims: new Map(), anchored: new Map(), finalClaims: new Map(), maxFindings: 100 });
+
+function run(rows: Stored[], input = noClaims(), maxWaiting?: number) {
+  const check = new UnorderedChainCheck(input, maxWaiting);
+  for (const row of rows) check.row(bytesOf(row));
+  return check.finish();
+}
+
+test('intact chains verify in any arrival order, with their tails', () => {
+  const alice = chain('alice', 6);
+  const bob = chain('bob', 3);
+  const shuffled = [alice[1]!, bob[0]!, alice[0]!, alice[4]!, bob[2]!, alice[2]!, bob[1]!, alice[3]!, alice[5]!];
+  const result = run(shuffled);
+  assert.deepEqual(result.suspects, []);
+  assert.equal(result.events, 9);
+  assert.deepEqual(result.tails.get('alice'), { seq: 6, hash: alice[5]!.hash });
+  assert.deepEqual(result.tails.get('bob'), { seq: 3, hash: bob[2]!.hash });
+});
+
+test('anything unexpected makes the actor a suspect, and only that actor', () => {
+  const bob = chain('bob', 3);
+  const cases: Record<string, Stored[]> = {
+    gap: [chain('alice', 4)[0]!, chain('alice', 4)[2]!, chain('alice', 4)[3]!],
+    'missing first row': chain('alice', 3).slice(1),
+    duplicate: [...chain('alice', 2), chain('alice', 2)[1]!],
+    'edited record': chain('alice', 3).map((row) => (row.seq === 2 ? { ...row, record: row.record.replace('"a2"', '"zz"') } : row)),
+    'edited hash': chain('alice', 3).map((row) => (row.seq === 3 ? { ...row, hash: 'f'.repeat(64) } : row)),
+    // Row 2 is self-consistent (its hash recomputed over the forged link): only the link is wrong.
+    'broken link': chain('alice', 2).map((row) => (row.seq === 2 ? { ...row, prevHash: 'e'.repeat(64), hash: chainHash('e'.repeat(64), row.record) } : row)),
+    'column disagrees with record': chain('alice', 3).map((row) => (row.seq === 1 ? { ...row, eventTimeMs: row.eventTimeMs + 1 } : row)),
+    'id column disagrees': chain('alice', 3).map((row) => (row.seq === 1 ? { ...row, id: 'other' } : row)),
+  };
+  for (const [name, rows] of Object.entries(cases)) {
+    const result = run([...rows, ...bob]);
+    assert.deepEqual(result.suspects, ['alice'], name);
+    assert.deepEqual([...result.tails.keys()], ['bob'], name);
+    assert.equal(result.events, 3, name);
+  }
+});
+
+test('a previous hash that is not hex, or not 64 bytes, is never accepted', () => {
+  const rows = chain('alice', 2);
+  const check = new UnorderedChainCheck(noClaims());
+  check.row(bytesOf(rows[0]!));
+  check.row({ ...bytesOf(rows[1]!), previousHashAt: -1 });
+  assert.deepEqual(check.finish().suspects, ['alice']);
+});
+
+test('claims are checked on the rows they name; those beyond the tail are left for the caller', () => {
+  const alice = chain('alice', 4);
+  const claims: Claims = new Map([['alice', new Map([[2, { hash: alice[1]!.hash, checkpoint: 1 }], [7, { hash: 'a'.repeat(64), checkpoint: 2 }]])]]);
+  const ok = run(alice, { ...noClaims(), claims, finalClaims: new Map([['alice', 2]]) });
+  assert.deepEqual(ok.suspects, []);
+  assert.deepEqual([...ok.unmatchedClaims.get('alice')!.keys()], [7]);
+  assert.equal(ok.uncoveredEvents, 2);
+
+  const rewritten: Claims = new Map([['alice', new Map([[3, { hash: 'b'.repeat(64), checkpoint: 1 }]])]]);
+  assert.deepEqual(run(alice, { ...noClaims(), claims: rewritten }).suspects, ['alice']);
+  assert.deepEqual(run(alice, { ...noClaims(), anchored: rewritten }).suspects, ['alice']);
+});
+
+test('rows held for a predecessor are bounded: past the limit the actor goes to the ordered walk', () => {
+  const alice = chain('alice', 4);
+  const reversed = [...alice].reverse();
+  assert.deepEqual(run(reversed, noClaims(), 3).suspects, []);
+  assert.deepEqual(run(reversed, noClaims(), 2).suspects, ['alice']);
+  // The limit is shared: a suspect gives its held rows back.
+  const bob = chain('bob', 2);
+  const result = run([alice[3]!, alice[2]!, alice[3]!, bob[1]!, bob[0]!, alice[1]!, alice[0]!], noClaims(), 2);
+  assert.deepEqual(result.suspects, ['alice']);
+  assert.deepEqual([...result.tails.keys()], ['bob']);
+});
+
+test('joined with the ordered walk of the suspects, counts and tails add up', () => {
+  const fast = [run(chain('alice', 3)), run(chain('bob', 2))];
+  const ordered = {
+    actors: 1, events: 5, uncoveredEvents: 5, tails: new Map([['carol', { seq: 5, hash: 'c'.repeat(64) }]]),
+    findings: [{ kind: 'gap' as const, actor: 'carol', sequence: 2, detail: 'x' }], findingsTotal: 1, unmatchedClaims: new Map(), unmatchedAnchored: new Map(),
+  };
+  const joined = joinWithOrderedWalk(fast, ordered);
+  assert.equal(joined.actors, 3);
+  assert.equal(joined.events, 10);
+  assert.equal(joined.uncoveredEvents, 10);
+  assert.deepEqual([...joined.tails.keys()].sort(), ['alice', 'bob', 'carol']);
+  assert.equal(joined.findingsTotal, 1);
+});
