@@ -9,28 +9,30 @@
  *     hashed while the current one is written) and with 1 at a time (no overlap);
  *   - copy: a plain COPY (psql \copy, CSV) of the very same rows into an identical empty table —
  *     the floor: what PostgreSQL needs to store these rows with these indexes and no chain;
- *   - verify: verifyStore over the appended chains (read, recompute every hash, check records,
- *     links, heads), as `auditpipe verify` runs it (one thread per CPU, each over its own range of
- *     actors and connection, but one thread per 100,000 events at most), and with every CPU's
- *     thread forced (cold worker threads) for comparison.
+ *   - verify: verifyStore over the same chains grown to BENCH_VERIFY_EVENTS (read, recompute every
+ *     hash, check records, links, heads), as `auditpipe verify` runs it (one binary COPY in
+ *     storage order, checked on one thread per CPU but at most one per 100,000 events), on one
+ *     thread, and as the ordered walk (what the embedded store does); beside it the floor: the
+ *     same binary COPY read and dropped.
  * For each phase it reports wall-clock events/s, the CPU spent per event by this Node process and
  * by the PostgreSQL backends doing the work, and by the whole machine (all read from /proc, so the
  * server must run on this machine): on a shared machine CPU per event compares across runs.
- * Env: BENCH_EVENTS (default 100000), BENCH_ACTORS (1000), BENCH_BATCH (1000).
+ * Env: BENCH_EVENTS (default 100000), BENCH_VERIFY_EVENTS (500000), BENCH_ACTORS (1000), BENCH_BATCH (1000).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { toEvent } from '../src/core/event.ts';
 import type { AuditEvent } from '../src/public/index.ts';
 import { openPostgres } from '../src/sinks/postgres/db.ts';
 import { migrate } from '../src/sinks/postgres/migrations.ts';
 import { ChainStore } from '../src/sinks/postgres/store.ts';
-import { verifyStore } from '../src/security/verify.ts';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 100_000);
+const VERIFY_EVENTS = Math.max(EVENTS, Number(process.env.BENCH_VERIFY_EVENTS ?? 500_000));
 const ACTORS = Number(process.env.BENCH_ACTORS ?? 1_000);
 const BATCH = Number(process.env.BENCH_BATCH ?? 1_000);
 const TARGET_APPEND = 30_000;
@@ -55,7 +57,16 @@ async function query(url: string, text: string, values: unknown[] = []): Promise
   }
 }
 
+const ROOT = path.resolve(import.meta.dirname, '..');
+const CLI = path.join(ROOT, 'src/cli/main.ts');
+
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+
+/** CPU seconds this process's finished children have used (/proc/self/stat cutime + cstime). */
+function childCpuSeconds(): number {
+  const fields = readFileSync('/proc/self/stat', 'utf8').replace(/^.*\) /s, '').split(' ');
+  return (Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND;
+}
 /** CPU seconds (user + system) a process has used so far, or undefined when /proc cannot tell. */
 function processCpuSeconds(pid: number): number | undefined {
   const file = `/proc/${pid}/stat`;
@@ -82,8 +93,8 @@ async function backendCpu(url: string, database: string) {
   };
 }
 
-function makeEvents(prefix: string): AuditEvent[] {
-  return Array.from({ length: EVENTS }, (_, n) => toEvent({
+function makeEvents(prefix: string, count = EVENTS, first = 0): AuditEvent[] {
+  return Array.from({ length: count }, (_, i) => i + first).map((n) => toEvent({
     id: `${prefix}-${n}`,
     actorId: `user-${n % ACTORS}`,
     action: ['login', 'logout', 'update', 'delete'][n % 4],
@@ -110,7 +121,7 @@ function machineCpuSeconds(): number | undefined {
   return (fields[0]! + fields[1]! + fields[2]! + fields[5]! + fields[6]! + fields[7]!) / TICKS_PER_SECOND;
 }
 
-async function measure(url: string, database: string, work: () => Promise<void>): Promise<Phase> {
+async function measure(url: string, database: string, work: () => Promise<void>, events = EVENTS): Promise<Phase> {
   const pgCpu = await backendCpu(url, database);
   const machine = machineCpuSeconds();
   const cpu = process.cpuUsage();
@@ -121,11 +132,11 @@ async function measure(url: string, database: string, work: () => Promise<void>)
   const machineAfter = machineCpuSeconds();
   const postgres = await pgCpu();
   return {
-    events_per_s: Math.round(EVENTS / seconds),
+    events_per_s: Math.round(events / seconds),
     seconds: Number(seconds.toFixed(2)),
-    node_cpu_us_per_event: Number(((node.user + node.system) / EVENTS).toFixed(1)),
-    postgres_cpu_us_per_event: postgres === undefined ? null : Number((postgres * 1e6 / EVENTS).toFixed(1)),
-    machine_cpu_us_per_event: machine === undefined || machineAfter === undefined ? null : Number(((machineAfter - machine) * 1e6 / EVENTS).toFixed(1)),
+    node_cpu_us_per_event: Number(((node.user + node.system) / events).toFixed(1)),
+    postgres_cpu_us_per_event: postgres === undefined ? null : Number((postgres * 1e6 / events).toFixed(1)),
+    machine_cpu_us_per_event: machine === undefined || machineAfter === undefined ? null : Number(((machineAfter - machine) * 1e6 / events).toFixed(1)),
   };
 }
 
@@ -195,27 +206,61 @@ try {
   };
   writeFileSync(csv, '');
 
-  const verifyWith = async (store: ChainStore) => {
-    let report: Awaited<ReturnType<typeof verifyStore>> | undefined;
-    const phase = await measure(url, database, async () => {
-      report = await verifyStore(store, {});
-    });
-    if (report!.events !== EVENTS || report!.findings.some((f) => f.kind !== 'no-public-key' && f.kind !== 'no-checkpoint')) {
-      throw new Error(`verify disagreed: ${JSON.stringify(report!.findings.slice(0, 3))}`);
+  // Verify runs on a bigger store, the same chains grown (unmeasured): a verifier's fixed costs
+  // (connections, worker threads) weigh on 100,000 events as they do not on real stores.
+  if (VERIFY_EVENTS > EVENTS) await appendAll(storeA, makeEvents('v', VERIFY_EVENTS - EVENTS, EVENTS), 4);
+  // Verify runs as `auditpipe verify` does, in a process of its own (this one holds hundreds of
+  // thousands of generated events, whose garbage collection would be charged to the verifier).
+  const verifyCli = (args: string[], note?: string, command = [CLI, 'verify', '--database-url', url, '--schema', 'chain4', '--json', ...args]) => {
+    const machine = machineCpuSeconds();
+    const children = childCpuSeconds();
+    const started = performance.now();
+    const run = spawnSync(process.execPath, command, { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
+    if (run.status !== 0 && run.status !== 1) throw new Error(`verify exited with ${run.status}: ${run.stderr}`);
+    const wallSeconds = (performance.now() - started) / 1000;
+    const cpu = childCpuSeconds() - children;
+    const machineAfter = machineCpuSeconds();
+    const report = JSON.parse(run.stdout) as { events: number; elapsedMs: number; findings: Array<{ kind: string }> };
+    if (report.events !== VERIFY_EVENTS || report.findings.some((f) => f.kind !== 'no-public-key' && f.kind !== 'no-checkpoint')) {
+      throw new Error(`verify disagreed: ${JSON.stringify(report.findings.slice(0, 3))}`);
     }
-    return phase;
+    return {
+      events_per_s: Math.round(VERIFY_EVENTS / (report.elapsedMs / 1000)),
+      seconds: Number((report.elapsedMs / 1000).toFixed(2)),
+      with_process_start_events_per_s: Math.round(VERIFY_EVENTS / wallSeconds),
+      with_process_start_seconds: Number(wallSeconds.toFixed(2)),
+      node_cpu_us_per_event_with_start: Number((cpu * 1e6 / VERIFY_EVENTS).toFixed(1)),
+      machine_cpu_us_per_event_with_start: machine === undefined || machineAfter === undefined ? null : Number(((machineAfter - machine) * 1e6 / VERIFY_EVENTS).toFixed(1)),
+      args: args.join(' '),
+      ...(note ? { note } : {}),
+    };
   };
-  // Once unmeasured, as a warm-up of this process; each worker thread starts cold every time.
-  await verifyWith(storeA);
+  // The floor: the same binary COPY, streamed into a process and dropped.
+  const floorScript = [
+    "import pg from 'pg';",
+    `import { chainCopyStatement, copyOut } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/sinks/postgres/verify-copy.ts')).href)};`,
+    `const client = new pg.Client({ connectionString: ${JSON.stringify(url)}, options: '-c synchronize_seqscans=off' });`,
+    'const started = performance.now();',
+    'await client.connect();',
+    "await copyOut(client, chainCopyStatement('chain4'), () => undefined);",
+    'await client.end();',
+    `console.log(JSON.stringify({ events: ${VERIFY_EVENTS}, findings: [], elapsedMs: performance.now() - started }));`,
+  ].join('\n');
+  const readFloor = verifyCli([], 'the binary COPY verify reads, received by a process (pg parses the protocol) and dropped', ['--input-type=module', '-e', floorScript]);
   // As `auditpipe verify` without --workers: a thread per CPU, but none for fewer than 100,000 events.
-  const minEventsPerThread = 100_000;
-  const threads = Math.max(1, Math.min(workers, Math.floor(EVENTS / minEventsPerThread)));
-  const verify = { ...await verifyWith(new ChainStore(db, 'chain4', { parallelVerify: { url, workers, minEventsPerThread } })), threads };
-  const verifyForced = {
-    ...await verifyWith(new ChainStore(db, 'chain4', { parallelVerify: { url, workers, minEventsPerThread: 0 } })),
-    threads: workers,
-    note: 'every CPU forced (--workers); worker threads start cold (module load, JIT) in every run',
-  };
+  const threads = Math.max(1, Math.min(workers, Math.floor(VERIFY_EVENTS / 100_000)));
+  const verify = { ...verifyCli([]), threads };
+  const verifyOneThread = verifyCli(['--workers', '1']);
+  const orderedScript = [
+    `import { openPostgres } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/sinks/postgres/db.ts')).href)};`,
+    `import { ChainStore } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/sinks/postgres/store.ts')).href)};`,
+    `import { verifyStore } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/security/verify.ts')).href)};`,
+    `const db = openPostgres({ url: ${JSON.stringify(url)}, poolSize: 2, statementTimeoutMs: 600000 });`,
+    `console.log(JSON.stringify(await verifyStore(new ChainStore(db, 'chain4'))));`,
+    'await db.close();',
+  ].join('\n');
+  const verifyOrdered = verifyCli([], 'rows read in (actor, seq) order in pages, as text, one thread: what the embedded store does, and what auditpipe verify did before the binary COPY',
+    ['--input-type=module', '-e', orderedScript]);
 
   const cpuPerEvent = (phase: { node_cpu_us_per_event?: number; postgres_cpu_us_per_event: number | null }) =>
     (phase.node_cpu_us_per_event ?? 0) + (phase.postgres_cpu_us_per_event ?? 0);
@@ -223,9 +268,13 @@ try {
     append_4_handed_in: { ...append4, note: 'as the engine drives the sink (batch.max_in_flight 4): each batch is hashed while the one before is written' },
     append_1_in_flight: { ...append1, note: 'one batch at a time: Node and PostgreSQL take turns' },
     copy,
+    verify_store: { events: VERIFY_EVENTS, actors: ACTORS },
+    verify_read_floor: readFloor,
     verify,
-    verify_all_threads_forced: verifyForced,
+    verify_1_thread: verifyOneThread,
+    verify_ordered_walk: verifyOrdered,
     ratios: {
+      verify_wall_time_vs_read_floor: Number((verify.seconds / readFloor.seconds).toFixed(2)),
       append_wall_time_vs_copy: Number((append4.seconds / copy.seconds).toFixed(2)),
       append_postgres_cpu_vs_copy: copy.postgres_cpu_us_per_event && append4.postgres_cpu_us_per_event
         ? Number((append4.postgres_cpu_us_per_event / copy.postgres_cpu_us_per_event).toFixed(2)) : null,
@@ -234,7 +283,7 @@ try {
     cpu_bound_estimates_events_per_s: {
       append_1_in_flight: Math.round(1e6 / cpuPerEvent(append1)),
       append_overlapped_2_cores: Math.round(1e6 / Math.max(append4.node_cpu_us_per_event, append4.postgres_cpu_us_per_event ?? 0, cpuPerEvent(append4) / 2)),
-      verify_all_cores: verify.machine_cpu_us_per_event ? Math.round(1e6 * cpus().length / verify.machine_cpu_us_per_event) : null,
+      verify_all_cores_with_start: verify.machine_cpu_us_per_event_with_start ? Math.round(1e6 * cpus().length / verify.machine_cpu_us_per_event_with_start) : null,
     },
     targets: {
       append_events_per_s: TARGET_APPEND,

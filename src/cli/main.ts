@@ -1,11 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { createEngine, loadApp } from '../core/app.ts';
+import type { createEngine } from '../core/app.ts';
 import { ConfigError } from '../core/config.ts';
 import { createLogger } from '../core/logger.ts';
-import { keygenCommand } from './keygen.ts';
-import { createPresetEngine, loadPreset } from './preset.ts';
-import { verifyCommand } from './verify.ts';
 import { VERSION } from '../version.ts';
 
 const HELP = `auditpipe ${VERSION}: tamper-evident audit-log pipelines
@@ -30,9 +27,10 @@ AUDITPIPE_DATA_DIR, AUDITPIPE_LOG_LEVEL, AUDITPIPE_HTTP_TOKENS, and any \${VAR} 
 `;
 
 async function main(argv: string[]): Promise<number> {
-  // These two take options of their own.
-  if (argv[0] === 'verify') return verifyCommand(argv.slice(1));
-  if (argv[0] === 'keygen') return keygenCommand(argv.slice(1));
+  // These two take options of their own. Commands load what they use: the engine with every
+  // built-in component takes a second to load, which `verify` and `keygen` do not need.
+  if (argv[0] === 'verify') return (await import('./verify.ts')).verifyCommand(argv.slice(1));
+  if (argv[0] === 'keygen') return (await import('./keygen.ts')).keygenCommand(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -53,12 +51,16 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${VERSION}\n`);
       return 0;
     case 'validate': {
-      const { config, plugins } = values.preset ? await loadPreset(values.preset, values.plugins) : await loadApp(load);
+      const { config, plugins } = values.preset
+        ? await (await import('./preset.ts')).loadPreset(values.preset, values.plugins)
+        : await (await import('../core/app.ts')).loadApp(load);
       process.stdout.write(`${config.file}: valid (${config.pipelines.length} pipeline${config.pipelines.length === 1 ? '' : 's'}: ${config.pipelines.map((p) => p.name).join(', ')}${plugins.length ? `; plugins: ${plugins.join(', ')}` : ''})\n`);
       return 0;
     }
     case 'run':
-      return run(() => (values.preset ? createPresetEngine(values.preset, values.plugins) : createEngine(load)));
+      return run(async () => (values.preset
+        ? (await import('./preset.ts')).createPresetEngine(values.preset, values.plugins)
+        : (await import('../core/app.ts')).createEngine(load)));
     default:
       process.stderr.write(`unknown command "${command}"\n\n${HELP}`);
       return 2;

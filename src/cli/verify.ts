@@ -2,12 +2,11 @@
  * `auditpipe verify`: checks a chain store offline and read-only. Exit 0 intact, 1 findings,
  * 2 usage or access error (bad arguments, store unreachable, no store there).
  */
-import { S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadApp } from '../core/app.ts';
 import { ConfigError } from '../core/config.ts';
 import { KeyError, loadPrivateKeyEnv, loadPublicKeyFile } from '../security/keys.ts';
 import { buildKeyRegistry } from '../security/key-registry.ts';
@@ -17,10 +16,7 @@ import { openEmbedded, openPostgres, type ChainDb } from '../sinks/postgres/db.t
 import { SCHEMA_NAME } from '../sinks/postgres/migrations.ts';
 import { embeddedPath, generatedKeyPath, type PostgresSinkConfig } from '../sinks/postgres/sink.ts';
 import { ChainStore } from '../sinks/postgres/store.ts';
-import { anchorEvidence, readAnchoredCheckpoints } from '../sinks/s3/anchors.ts';
-import { s3Settings, type S3SinkConfig } from '../sinks/s3/index.ts';
-import { checkpointFolder } from '../sinks/s3/object.ts';
-import { clientConfig } from '../sinks/s3/sink.ts';
+import type { S3SinkConfig } from '../sinks/s3/index.ts';
 
 export const VERIFY_HELP = `Usage: auditpipe verify [--config FILE] [--pipeline NAME] [--actor ACTOR] [--public-key FILE] [--s3] [--json]
        auditpipe verify --database-url URL [--schema NAME] --public-key FILE [--actor ACTOR] [--s3-bucket B ...] [--json]
@@ -50,10 +46,10 @@ Read-only. Exit 0: intact; 1: findings; 2: usage or access error.
   --s3-path-style     path-style URLs, as most self-hosted servers need
   --signature-keys F  also re-verify the client signatures of stored events against the keys
                       in F (the signature_keys_file format: a list, {keys: [...]}, or a JWKS)
-  --workers N         threads walking the chains of a PostgreSQL store, each over its own
-                      range of actors and connection (default: the CPU count, at most 8, and
-                      one per 100,000 events; 1 = one thread; the embedded store and the
-                      single executable use one)
+  --workers N         threads checking the rows of a PostgreSQL store: one reads them all
+                      (one binary COPY) and hands each other thread its share of the actors
+                      (default: the CPU count, at most 8, and one per 100,000 events; 1 = one
+                      thread; the embedded store and the single executable use one)
   --json              print the report as JSON
 `;
 
@@ -63,7 +59,7 @@ class UsageError extends Error {
 
 interface Target {
   readonly open: () => Promise<ChainDb>;
-  /** A PostgreSQL store's URL, which verify workers open too. */
+  /** A PostgreSQL store's URL, which the verifier's fast read opens too. */
   readonly url?: string;
   readonly schema: string;
   readonly publicKeyFile?: string;
@@ -106,6 +102,8 @@ async function resolveTarget(values: Record<string, string | boolean | undefined
     return { schema, open: () => openEmbedded(dir, 'auditpipe verify'), ...(existsSync(keyFile) ? { publicKeyFile: keyFile } : {}) };
   }
   const configFile = (values.config as string | undefined) ?? 'config/auditpipe.yml';
+  // Loaded only here: the whole engine and every built-in component take a second to load.
+  const { loadApp } = await import('../core/app.ts');
   const { config } = await loadApp({ configFile, ...(values.plugins ? { pluginsFile: values.plugins as string } : {}) });
   const candidates = config.pipelines.flatMap((pipeline) => [...pipeline.sinks, ...(pipeline.deadLetter ? [pipeline.deadLetter] : [])]
     .filter((sink) => sink.type === 'postgres')
@@ -226,11 +224,12 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     const minEventsPerThread = values.workers === undefined ? MIN_EVENTS_PER_THREAD : 0;
     const store = new ChainStore(db, target.schema, target.url ? { parallelVerify: { url: target.url, workers, minEventsPerThread } } : {});
     await store.checkTables();
-    const sources = anchorSources(values, target);
+    const sources = await anchorSources(values, target);
     const anchors = [];
+    const { anchorEvidence } = sources.length > 0 ? await import('../sinks/s3/anchors.ts') : { anchorEvidence: undefined };
     for (const source of sources) {
       const read = await readAnchors(source);
-      anchors.push(anchorEvidence(read, await store.checkpoints(), trusted, source.where));
+      anchors.push(anchorEvidence!(read, await store.checkpoints(), trusted, source.where));
     }
     const report = await verifyStore(store, {
       ...(values.actor !== undefined ? { actor: values.actor as string } : {}),
@@ -270,14 +269,18 @@ interface AnchorSourceSpec {
 }
 
 /** The S3 locations to compare with: the flags, or the pipeline's anchoring s3 sinks with --s3. */
-function anchorSources(values: Record<string, string | boolean | undefined>, target: Target): AnchorSourceSpec[] {
+async function anchorSources(values: Record<string, string | boolean | undefined>, target: Target): Promise<AnchorSourceSpec[]> {
   const flagged = ['s3-prefix', 's3-endpoint', 's3-region', 's3-path-style'].filter((flag) => values[flag] !== undefined);
   const bucket = values['s3-bucket'] as string | undefined;
   if (!bucket && flagged.length > 0) throw new UsageError(`--${flagged[0]} needs --s3-bucket`);
   if (!bucket && !values.s3) return [];
   const pipeline = (values.pipeline as string | undefined) ?? target.pipeline ?? 'default';
+  // The AWS SDK is loaded only for verifies that read S3 (it takes a good part of a second).
+  const [{ S3Client }, { s3Settings }, { checkpointFolder }, { clientConfig }] = await Promise.all([
+    import('@aws-sdk/client-s3'), import('../sinks/s3/index.ts'), import('../sinks/s3/object.ts'), import('../sinks/s3/sink.ts'),
+  ]);
   // The verifier may retry reads (the sink makes one attempt per pipeline attempt).
-  const readOnly = (config: ReturnType<typeof clientConfig>) => new S3Client({ ...config, maxAttempts: 3 });
+  const readOnly = (config: ReturnType<typeof clientConfig>): S3Client => new S3Client({ ...config, maxAttempts: 3 });
   const spec = (client: S3Client, b: string, prefix: string): AnchorSourceSpec => ({
     client, bucket: b, prefix, pipeline, where: `s3://${b}/${checkpointFolder(prefix, pipeline)}`,
   });
@@ -299,6 +302,7 @@ function anchorSources(values: Record<string, string | boolean | undefined>, tar
 
 async function readAnchors(source: AnchorSourceSpec) {
   try {
+    const { readAnchoredCheckpoints } = await import('../sinks/s3/anchors.ts');
     return await readAnchoredCheckpoints(source, AbortSignal.timeout(300_000));
   } catch (error) {
     const e = error as Error & { $metadata?: { httpStatusCode?: number } };

@@ -2,11 +2,10 @@
  * The verifier's fast read: every chain row, streamed with one binary `COPY` in storage order (no
  * index, no sort, no text conversion) and handed to `UnorderedChainCheck` as offsets into the
  * bytes PostgreSQL sent. Reading in sequence order cost PostgreSQL about twice as much per row,
- * and decoding rows into strings cost Node more than hashing them (docs/benchmarks.md). Kept
- * free of kysely: worker threads load it.
+ * and decoding rows into strings cost Node more than hashing them (docs/decisions.md, "Verify").
+ * Kept free of kysely: worker threads load it.
  */
 import type pg from 'pg';
-import copyStreams from 'pg-copy-streams';
 import type { RowBytes } from '../../security/unordered-check.ts';
 
 const COLUMNS = 'actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at';
@@ -27,50 +26,150 @@ export interface CopiedRow extends RowBytes {
   rowEnd: number;
 }
 
-/** Streams every chain row of `schema` to `onRow`; the number of rows. */
+/** Streams every chain row of `schema` to `onRow` (which may return a promise to hold the read); the number of rows. */
 export async function copyChainRows(client: pg.Client, schema: string, onRow: (row: CopiedRow) => void | Promise<void>): Promise<number> {
-  return await readCopy(client.query(copyStreams.to(chainCopyStatement(schema))), onRow);
+  const parser = new CopyParser(onRow);
+  await copyOut(client, chainCopyStatement(schema), (chunk) => parser.push(chunk));
+  return parser.end();
 }
 
 /**
- * Parses a binary COPY of chain rows arriving in chunks cut anywhere. `onRow` may return a
- * promise to hold the stream (backpressure); the row's bytes stay valid only until it returns.
+ * Runs `COPY … TO STDOUT` and hands over the data as `pg` parses it; `onData` may return a
+ * promise to hold the read. The chunk's bytes are only valid during the call.
  */
-export async function readCopy(chunks: AsyncIterable<Buffer>, onRow: (row: CopiedRow) => void | Promise<void>): Promise<number> {
-  const reader = new RowReader();
-  let header = true;
-  let rest: Buffer | undefined;
-  let ended = false;
-  for await (const chunk of chunks) {
-    if (ended) throw new Error('the binary COPY went on after its trailer');
-    const b = rest ? Buffer.concat([rest, chunk]) : chunk;
-    rest = undefined;
+export async function copyOut(client: pg.Client, text: string, onData: (chunk: Buffer) => Promise<void> | undefined): Promise<void> {
+  const copy = new CopyOut(text, onData);
+  client.query(copy);
+  await copy.done;
+}
+
+/**
+ * `COPY … TO STDOUT` as a `pg` Submittable: `pg` parses the protocol and hands each CopyData
+ * message to the active query, so rows are parsed where `pg` put them, with no stream, no copy
+ * and no object per row. (`pg-copy-streams` takes the socket over and re-chunks it into a
+ * Readable; that cost ~2 µs per row, as much as hashing it.) A message's bytes are only valid
+ * during the call: `pg` reuses its buffer.
+ */
+class CopyOut implements pg.Submittable {
+  readonly done: Promise<void>;
+  readonly #text: string;
+  readonly #onData: (chunk: Buffer) => Promise<void> | undefined;
+  #connection: pg.Connection | undefined;
+  #settle: { resolve: () => void; reject: (error: Error) => void } | undefined;
+
+  constructor(text: string, onData: (chunk: Buffer) => Promise<void> | undefined) {
+    this.#text = text;
+    this.#onData = onData;
+    this.done = new Promise((resolve, reject) => {
+      this.#settle = { resolve, reject };
+    });
+  }
+
+  submit(connection: pg.Connection): void {
+    this.#connection = connection;
+    connection.query(this.#text);
+  }
+
+  handleCopyData(message: { chunk: Buffer }): void {
+    if (!this.#settle) return; // failed already: the rest of the rows are let go
+    try {
+      const wait = this.#onData(message.chunk);
+      if (wait) {
+        const socket = this.#connection!.stream;
+        socket.pause();
+        wait.then(() => socket.resume(), (error: unknown) => this.#fail(error as Error));
+      }
+    } catch (error) {
+      this.#fail(error as Error);
+    }
+  }
+
+  handleCommandComplete(): void {}
+
+  handleReadyForQuery(): void {
+    this.#settle?.resolve();
+    this.#settle = undefined;
+  }
+
+  handleError(error: Error): void {
+    this.#fail(error);
+  }
+
+  handleRowDescription(): void {
+    this.#fail(new Error('the statement returned rows instead of a COPY'));
+  }
+
+  handleDataRow(): void {}
+
+  handleEmptyQuery(): void {
+    this.#fail(new Error('empty statement'));
+  }
+
+  #fail(error: Error): void {
+    this.#settle?.reject(error);
+    this.#settle = undefined;
+    this.#connection?.stream.resume();
+  }
+}
+
+/**
+ * Parses a binary COPY of chain rows fed in chunks cut anywhere; `onRow` runs synchronously for
+ * each complete row. No chunk is kept: an incomplete row's bytes are copied.
+ */
+export class CopyParser {
+  readonly #reader = new RowReader();
+  readonly #onRow: (row: CopiedRow) => void | Promise<void>;
+  #header = true;
+  #ended = false;
+  #rest: Buffer | undefined;
+
+  constructor(onRow: (row: CopiedRow) => void | Promise<void>) {
+    this.#onRow = onRow;
+  }
+
+  /** A promise when a row asked to hold the read (the last such row's). */
+  push(chunk: Buffer): Promise<void> | undefined {
+    if (this.#ended) throw new Error('the binary COPY went on after its trailer');
+    const b = this.#rest ? Buffer.concat([this.#rest, chunk]) : chunk;
+    this.#rest = undefined;
     let i = 0;
-    if (header) {
+    if (this.#header) {
       if (b.length < SIGNATURE.length + 8) {
-        rest = b;
-        continue;
+        this.#rest = Buffer.from(b);
+        return undefined;
       }
       if (!b.subarray(0, SIGNATURE.length).equals(SIGNATURE)) throw new Error('the server did not answer with a binary COPY');
       i = SIGNATURE.length + 8 + int32(b, SIGNATURE.length + 4);
-      header = false;
+      this.#header = false;
     }
+    let wait: Promise<void> | undefined;
     for (;;) {
-      const next = reader.parse(b, i);
+      const next = this.#reader.parse(b, i);
       if (next === TRAILER) {
-        ended = true;
-        i = b.length;
-        break;
+        this.#ended = true;
+        if (i + 2 !== b.length) throw new Error('the binary COPY went on after its trailer');
+        return wait;
       }
       if (next < 0) break;
-      const pending = onRow(reader.row);
-      if (pending) await pending;
+      wait = this.#onRow(this.#reader.row) ?? wait;
       i = next;
     }
-    if (i < b.length) rest = b.subarray(i);
+    if (i < b.length) this.#rest = Buffer.from(b.subarray(i));
+    return wait;
   }
-  if (rest || header || !ended) throw new Error('the binary COPY ended in the middle of a row');
-  return reader.rows;
+
+  /** The number of rows; throws unless the stream ended with its trailer. */
+  end(): number {
+    if (!this.#ended) throw new Error('the binary COPY ended in the middle of a row');
+    return this.#reader.rows;
+  }
+}
+
+/** `CopyParser` over chunks from anywhere (a file, a test); the number of rows. */
+export async function readCopy(chunks: AsyncIterable<Buffer>, onRow: (row: CopiedRow) => void | Promise<void>): Promise<number> {
+  const parser = new CopyParser(onRow);
+  for await (const chunk of chunks) await parser.push(chunk);
+  return parser.end();
 }
 
 /** Parses rows laid end to end (no header, no trailer), as the router forwards them; the number of rows. */

@@ -65,6 +65,7 @@ class PartitionWorker {
   #used = 0;
   #inFlight = 0;
   #drained: (() => void) | undefined;
+  #waiting: Promise<void> | undefined;
 
   constructor(job: Job) {
     this.#worker = new Worker(new URL(import.meta.url), { workerData: { [JOB_KEY]: job } });
@@ -72,8 +73,11 @@ class PartitionWorker {
       this.#worker.on('message', (message: FromWorker) => {
         if ('ack' in message) {
           this.#inFlight -= 1;
-          this.#drained?.();
-          this.#drained = undefined;
+          if (this.#inFlight < MAX_BATCHES_IN_FLIGHT) {
+            this.#drained?.();
+            this.#drained = undefined;
+            this.#waiting = undefined;
+          }
         } else if ('result' in message) {
           resolve(message.result);
         } else {
@@ -108,10 +112,14 @@ class PartitionWorker {
     this.#used = 0;
     this.#inFlight += 1;
     if (this.#inFlight < MAX_BATCHES_IN_FLIGHT) return undefined;
-    const drained = new Promise<void>((resolve) => {
-      this.#drained = resolve;
-    });
-    return Promise.race([drained, this.#result.then(() => undefined)]);
+    // Every caller until the worker catches up gets the same promise.
+    this.#waiting ??= Promise.race([
+      new Promise<void>((resolve) => {
+        this.#drained = resolve;
+      }),
+      this.#result.then(() => undefined),
+    ]);
+    return this.#waiting;
   }
 
   async finish(): Promise<UnorderedCheckResult> {
