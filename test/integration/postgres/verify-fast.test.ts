@@ -137,8 +137,8 @@ describe('verify, fast pass', () => {
     await client.connect();
     const chunks: Buffer[] = [];
     try {
-      await copyOut(client, chainCopyStatement('auditpipe'), (chunk) => {
-        chunks.push(Buffer.from(chunk)); // pg reuses the bytes after the call
+      await copyOut(client, chainCopyStatement('auditpipe'), (bytes, start, end) => {
+        chunks.push(Buffer.from(bytes.subarray(start, end))); // valid only during the call
         return undefined;
       });
     } finally {
