@@ -34,51 +34,68 @@ const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 
-/** The bytes every record of `actor` starts with: `{"actor":<actor as canonical JSON>,"event":`. */
-export function recordPrefix(actor: string): Buffer {
-  return Buffer.from(`{"actor":${canonicalJson(actor)},"event":`, 'utf8');
-}
-
-let lastActor: string | undefined;
-let lastActorPrefix: Buffer = Buffer.alloc(0);
 let scratch: Buffer = Buffer.allocUnsafe(64 * 1024);
 
 /** `recordBytesAgree` for a row read as text (the embedded store's rows). */
 export function recordAgrees(row: RecordColumns): boolean {
   // Lone surrogates cannot be written as UTF-8: the byte comparison below could not tell them apart.
   if (!row.canonical.isWellFormed() || !row.eventId.isWellFormed() || !row.actor.isWellFormed()) return false;
-  if (row.actor !== lastActor) {
-    lastActor = row.actor;
-    lastActorPrefix = recordPrefix(row.actor);
-  }
-  const needed = (row.canonical.length + row.eventId.length) * 3;
+  const needed = (row.canonical.length + row.eventId.length + row.actor.length) * 3;
   if (needed > scratch.length) scratch = Buffer.allocUnsafe(needed);
   const end = scratch.write(row.canonical, 0, 'utf8');
   const idEnd = end + scratch.write(row.eventId, end, 'utf8');
-  return recordBytesAgree(scratch, 0, end, lastActorPrefix, end, idEnd, row.seq, row.eventTimeMs, row.receivedAtMs);
+  const actorEnd = idEnd + scratch.write(row.actor, idEnd, 'utf8');
+  return recordBytesAgree(scratch, 0, end, idEnd, actorEnd, end, idEnd, row.seq, row.eventTimeMs, row.receivedAtMs);
 }
 
 /**
- * Whether the record `bytes[start, end)` says what the columns say: its actor is the one
- * `prefix` (from `recordPrefix`) was made for, its event id is the UTF-8 in `bytes[idStart, idEnd)`,
- * and sequence, event time and receipt time (epoch milliseconds) are the given ones.
+ * Whether the record `bytes[start, end)` says what the columns say: its actor and event id are
+ * the UTF-8 in `bytes[actorStart, actorEnd)` and `bytes[idStart, idEnd)`, and sequence, event
+ * time and receipt time (epoch milliseconds) are the given ones.
  */
 export function recordBytesAgree(
-  bytes: Uint8Array, start: number, end: number, prefix: Uint8Array, idStart: number, idEnd: number,
+  bytes: Uint8Array, start: number, end: number, actorStart: number, actorEnd: number, idStart: number, idEnd: number,
   seq: number, eventTimeMs: number, receivedAtMs: number,
 ): boolean {
   try {
-    return agrees(bytes, start, end, prefix, idStart, idEnd, seq, eventTimeMs, receivedAtMs);
+    return agrees(bytes, start, end, actorStart, actorEnd, idStart, idEnd, seq, eventTimeMs, receivedAtMs);
   } catch {
     return false; // e.g. nesting deeper than the stack: the full check reports it
   }
 }
 
+/**
+ * A string column as canonical JSON: undefined when that is the value itself in quotes (no
+ * character needs an escape), else the escaped bytes.
+ */
+function escapedForm(b: Uint8Array, from: number, to: number): Buffer | undefined {
+  for (let k = from; k < to; k += 1) {
+    const c = b[k]!;
+    if (c === QUOTE || c === BACKSLASH || c < 0x20) {
+      return Buffer.from(canonicalJson(Buffer.from(b.buffer, b.byteOffset + from, to - from).toString('utf8')), 'utf8');
+    }
+  }
+  return undefined;
+}
+
+/** Whether b[at, at + length) is the canonical JSON string of b[from, to) (`escaped`: its escapedForm). */
+function isQuoted(b: Uint8Array, at: number, length: number, from: number, to: number, escaped: Buffer | undefined): boolean {
+  if (escaped) return length === escaped.length && equalAt(b, at, escaped, 0, length);
+  return length === to - from + 2 && b[at] === QUOTE && b[at + length - 1] === QUOTE && equalAt(b, at + 1, b, from, length - 2);
+}
+
 function agrees(
-  b: Uint8Array, start: number, end: number, prefix: Uint8Array, idStart: number, idEnd: number,
+  b: Uint8Array, start: number, end: number, actorStart: number, actorEnd: number, idStart: number, idEnd: number,
   seq: number, eventTimeMs: number, receivedAtMs: number,
 ): boolean {
-  if (end - start < prefix.length + 40 || !equalAt(b, start, prefix, 0, prefix.length)) return false;
+  // `{"actor":A,"event":`
+  if (end - start < 64 || !equalAt(b, start, ACTOR_KEY, 0, ACTOR_KEY.length)) return false;
+  const actorEscaped = escapedForm(b, actorStart, actorEnd);
+  const actorLength = actorEscaped ? actorEscaped.length : actorEnd - actorStart + 2;
+  const actorAt = start + ACTOR_KEY.length;
+  if (!isQuoted(b, actorAt, actorLength, actorStart, actorEnd, actorEscaped)) return false;
+  const eventStart = actorAt + actorLength + EVENT_KEY.length;
+  if (!equalAt(b, eventStart - EVENT_KEY.length, EVENT_KEY, 0, EVENT_KEY.length)) return false;
 
   // From the end: `,"seq":S}`.
   let i = end - 1;
@@ -105,26 +122,21 @@ function agrees(
   i = receivedStart - (RECEIVED_KEY.length - 1);
   if (i < start || !equalAt(b, i, RECEIVED_KEY, 0, RECEIVED_KEY.length - 1)) return false;
 
-  // `,"id":"I"`: I is the id as canonical JSON, which is the id itself in quotes unless it needs escapes.
-  let plainId = true;
-  for (let k = idStart; k < idEnd; k += 1) {
-    const c = b[k]!;
-    if (c === QUOTE || c === BACKSLASH || c < 0x20) plainId = false;
-  }
-  const quoted = plainId ? undefined : Buffer.from(canonicalJson(Buffer.from(b.buffer, b.byteOffset + idStart, idEnd - idStart).toString('utf8')), 'utf8');
-  const quotedLength = quoted ? quoted.length : idEnd - idStart + 2;
-  const isQuotedId = (at: number, length: number) => length === quotedLength && (quoted
-    ? equalAt(b, at, quoted, 0, quotedLength)
-    : b[at] === QUOTE && b[at + length - 1] === QUOTE && equalAt(b, at + 1, b, idStart, length - 2));
-  const quotedId = i - quotedLength;
-  if (quotedId < start || !isQuotedId(quotedId, quotedLength)) return false;
-  const eventEnd = quotedId - ID_KEY.length;
+  // `,"id":"I"`
+  const idEscaped = escapedForm(b, idStart, idEnd);
+  const idLength = idEscaped ? idEscaped.length : idEnd - idStart + 2;
+  const idAt = i - idLength;
+  if (idAt < eventStart || !isQuoted(b, idAt, idLength, idStart, idEnd, idEscaped)) return false;
+  const eventEnd = idAt - ID_KEY.length;
   if (!equalAt(b, eventEnd, ID_KEY, 0, ID_KEY.length)) return false;
 
-  if (!scanEvent(b, start + prefix.length, eventEnd) || eventId.start < 0 || eventTime.start < 0 || eventTime.escaped) return false;
-  return isQuotedId(eventId.start, eventId.end - eventId.start) && timeMillis(b, eventTime.start + 1, eventTime.end - 1) === eventTimeMs;
+  if (!scanEvent(b, eventStart, eventEnd) || eventId.start < 0 || eventTime.start < 0 || eventTime.escaped) return false;
+  return isQuoted(b, eventId.start, eventId.end - eventId.start, idStart, idEnd, idEscaped)
+    && timeMillis(b, eventTime.start + 1, eventTime.end - 1) === eventTimeMs;
 }
 
+const ACTOR_KEY = Buffer.from('{"actor":');
+const EVENT_KEY = Buffer.from(',"event":');
 const SEQ_KEY = Buffer.from(',"seq":');
 const RECEIVED_KEY = Buffer.from(',"receivedAt":"');
 const ID_KEY = Buffer.from(',"id":');

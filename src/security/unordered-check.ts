@@ -12,13 +12,16 @@
  * as the ordered walk alone would give, and an intact one is read once, fast.
  */
 import { chainHashOfBytes, GENESIS_HASH } from './chain.ts';
-import { recordBytesAgree, recordPrefix } from './record-check.ts';
+import { recordBytesAgree } from './record-check.ts';
 import type { ChainCheckInput, ChainCheckResult, Claim, Claims } from './verify.ts';
 
 /** One row as its raw fields: offsets into the bytes the store sent. */
 export interface RowBytes {
   bytes: Uint8Array;
   actor: string;
+  /** The actor's UTF-8 bytes. */
+  actorStart: number;
+  actorEnd: number;
   seq: number;
   idStart: number;
   idEnd: number;
@@ -32,7 +35,6 @@ export interface RowBytes {
 }
 
 interface ActorState {
-  readonly prefix: Buffer;
   readonly claims: Map<number, Claim> | undefined;
   readonly anchored: Map<number, Claim> | undefined;
   next: number;
@@ -74,7 +76,7 @@ export class UnorderedChainCheck {
     let state = this.#actors.get(row.actor);
     if (!state) {
       state = {
-        prefix: recordPrefix(row.actor), claims: this.#input.claims.get(row.actor), anchored: this.#input.anchored.get(row.actor),
+        claims: this.#input.claims.get(row.actor), anchored: this.#input.anchored.get(row.actor),
         next: 1, last: GENESIS_HASH, suspect: false, waiting: undefined,
       };
       this.#actors.set(row.actor, state);
@@ -85,7 +87,7 @@ export class UnorderedChainCheck {
     const claim = state.claims?.get(row.seq);
     const anchoredClaim = state.anchored?.get(row.seq);
     if (hash === undefined || !hexEquals(bytes, row.hashAt, hash)
-      || !recordBytesAgree(bytes, row.recordStart, row.recordEnd, state.prefix, row.idStart, row.idEnd, row.seq, row.eventTimeMs, row.receivedAtMs)
+      || !recordBytesAgree(bytes, row.recordStart, row.recordEnd, row.actorStart, row.actorEnd, row.idStart, row.idEnd, row.seq, row.eventTimeMs, row.receivedAtMs)
       || (claim !== undefined && claim.hash !== hash) || (anchoredClaim !== undefined && anchoredClaim.hash !== hash)) {
       this.#suspect(state);
       return;

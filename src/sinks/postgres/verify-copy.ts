@@ -263,7 +263,7 @@ const TRAILER = -2;
 export class RowReader {
   rows = 0;
   readonly row: CopiedRow = {
-    bytes: SIGNATURE, actor: '', seq: 0, idStart: 0, idEnd: 0, previousHashAt: 0, hashAt: 0, recordStart: 0, recordEnd: 0,
+    bytes: SIGNATURE, actor: '', actorStart: 0, actorEnd: 0, seq: 0, idStart: 0, idEnd: 0, previousHashAt: 0, hashAt: 0, recordStart: 0, recordEnd: 0,
     eventTimeMs: 0, receivedAtMs: 0, rowStart: 0, rowEnd: 0,
   };
   readonly #starts = new Int32Array(FIELDS);
@@ -291,7 +291,9 @@ export class RowReader {
     row.bytes = b;
     row.rowStart = i;
     row.rowEnd = j;
-    row.actor = lengths[0]! > 0 ? b.toString('utf8', starts[0]!, starts[0]! + lengths[0]!) : '';
+    row.actorStart = starts[0]!;
+    row.actorEnd = starts[0]! + Math.max(lengths[0]!, 0);
+    row.actor = row.actorEnd > row.actorStart ? b.toString('utf8', row.actorStart, row.actorEnd) : '';
     row.seq = lengths[1] === 8 ? int64(b, starts[1]!) : 0;
     row.idStart = starts[2]!;
     row.idEnd = starts[2]! + Math.max(lengths[2]!, 0);

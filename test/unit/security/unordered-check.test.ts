@@ -32,11 +32,13 @@ function chain(actor: string, length: number): Stored[] {
 
 /** The row as the COPY reader hands it over: offsets into one buffer. */
 function bytesOf(row: Stored): RowBytes {
+  const actor = Buffer.from(row.actor);
   const id = Buffer.from(row.id);
-  const bytes = Buffer.concat([id, Buffer.from(row.prevHash, 'latin1'), Buffer.from(row.hash, 'latin1'), Buffer.from(row.record)]);
-  const hashAt = id.length + 64;
+  const bytes = Buffer.concat([actor, id, Buffer.from(row.prevHash, 'latin1'), Buffer.from(row.hash, 'latin1'), Buffer.from(row.record)]);
+  const idEnd = actor.length + id.length;
+  const hashAt = idEnd + 64;
   return {
-    bytes, actor: row.actor, seq: row.seq, idStart: 0, idEnd: id.length, previousHashAt: id.length, hashAt,
+    bytes, actor: row.actor, actorStart: 0, actorEnd: actor.length, seq: row.seq, idStart: actor.length, idEnd, previousHashAt: idEnd, hashAt,
     recordStart: hashAt + 64, recordEnd: bytes.length, eventTimeMs: row.eventTimeMs, receivedAtMs: row.receivedAtMs,
   };
 }
