@@ -11,8 +11,8 @@
  *     the floor: what PostgreSQL needs to store these rows with these indexes and no chain;
  *   - verify: verifyStore over the same chains grown to BENCH_VERIFY_EVENTS (read, recompute every
  *     hash, check records, links, heads), as `auditpipe verify` runs it (one binary COPY in
- *     storage order, checked on one thread per CPU but one, and at most one per 100,000 events),
- *     on one thread per CPU, and as the ordered walk (what the embedded store does); beside it the floor: the
+ *     storage order, one thread and connection per CPU, at most one per 100,000 events), on one
+ *     thread, and as the ordered walk (what the embedded store does); beside it the floor: the
  *     same binary COPY read and dropped.
  * For each phase it reports wall-clock events/s, the CPU spent per event by this Node process and
  * by the PostgreSQL backends doing the work, and by the whole machine (all read from /proc, so the
@@ -171,7 +171,7 @@ try {
   const eventsA = makeEvents('a');
   (results.workload as Record<string, unknown>).avg_event_bytes = Math.round(eventsA.reduce((n, e) => n + e.bytes, 0) / EVENTS);
 
-  const workers = Math.max(1, Math.min(availableParallelism() - 1, 8));
+  const workers = Math.min(availableParallelism(), 8);
   const storeA = new ChainStore(db, 'chain4');
   const append4 = await measure(url, database, () => appendAll(storeA, eventsA, 4));
   const storeB = new ChainStore(db, 'chain1');
@@ -242,15 +242,15 @@ try {
     `const client = new pg.Client({ connectionString: ${JSON.stringify(url)}, options: '-c synchronize_seqscans=off' });`,
     'const started = performance.now();',
     'await client.connect();',
-    "await copyOut(client, chainCopyStatement('chain4'), () => undefined);",
+    "await copyOut(client, chainCopyStatement('chain4'), () => {});",
     'await client.end();',
     `console.log(JSON.stringify({ events: ${VERIFY_EVENTS}, findings: [], elapsedMs: performance.now() - started }));`,
   ].join('\n');
   const readFloor = verifyCli([], 'the binary COPY verify reads, received by a process (pg parses the protocol) and dropped', ['--input-type=module', '-e', floorScript]);
-  // As `auditpipe verify` without --workers: a thread per CPU but one, none for fewer than 100,000 events.
+  // As `auditpipe verify` without --workers: a thread per CPU, none for fewer than 100,000 events.
   const threads = Math.max(1, Math.min(workers, Math.floor(VERIFY_EVENTS / 100_000)));
   const verify = { ...verifyCli([]), threads };
-  const verifyAllCpus = { ...verifyCli(['--workers', String(cpus().length)]), threads: cpus().length };
+  const verifyOneThread = { ...verifyCli(['--workers', '1']), threads: 1 };
   const orderedScript = [
     `import { openPostgres } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/sinks/postgres/db.ts')).href)};`,
     `import { ChainStore } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/sinks/postgres/store.ts')).href)};`,
@@ -271,7 +271,7 @@ try {
     verify_store: { events: VERIFY_EVENTS, actors: ACTORS },
     verify_read_floor: readFloor,
     verify,
-    verify_thread_per_cpu: verifyAllCpus,
+    verify_1_thread: verifyOneThread,
     verify_ordered_walk: verifyOrdered,
     ratios: {
       verify_wall_time_vs_read_floor: Number((verify.seconds / readFloor.seconds).toFixed(2)),

@@ -46,10 +46,10 @@ Read-only. Exit 0: intact; 1: findings; 2: usage or access error.
   --s3-path-style     path-style URLs, as most self-hosted servers need
   --signature-keys F  also re-verify the client signatures of stored events against the keys
                       in F (the signature_keys_file format: a list, {keys: [...]}, or a JWKS)
-  --workers N         threads checking the rows of a PostgreSQL store: one reads them all
-                      (one binary COPY) and hands each other thread its share of the actors
-                      (default: one per CPU but one, at most 8, and one per 100,000 events;
-                      1 = one thread; the embedded store and the single executable use one)
+  --workers N         threads checking the rows of a PostgreSQL store, each reading its share
+                      of the actors with a binary COPY on a connection of its own (default:
+                      the CPU count, at most 8, and one per 100,000 events; 1 = one thread;
+                      the embedded store and the single executable use one)
   --json              print the report as JSON
 `;
 
@@ -166,7 +166,7 @@ export function formatReport(report: VerifyReport, where: string, anchorsNote?: 
 /** Measured: a worker thread pays for its start-up from about this many events (docs/benchmarks.md). */
 const MIN_EVENTS_PER_THREAD = 100_000;
 
-/** How many threads check the rows: --workers, or one per CPU but one (at most 8); one inside the single executable. */
+/** How many threads check the rows: --workers, or one per CPU (at most 8); one inside the single executable. */
 async function verifyWorkers(option: string | undefined): Promise<number> {
   const count = option === undefined ? undefined : Number(option);
   if (count !== undefined && (!Number.isInteger(count) || count < 1 || count > 64)) throw new UsageError('--workers must be an integer from 1 to 64');
@@ -175,9 +175,7 @@ async function verifyWorkers(option: string | undefined): Promise<number> {
     if (count !== undefined && count > 1) process.stderr.write('auditpipe verify: the single executable walks the chains on one thread; --workers is ignored\n');
     return 1;
   }
-  // One CPU is left to the thread that reads (and to PostgreSQL, when it runs here too): on two
-  // CPUs a second checking thread made verify slower (docs/benchmarks.md).
-  return count ?? Math.max(1, Math.min(availableParallelism() - 1, 8));
+  return count ?? Math.min(availableParallelism(), 8);
 }
 
 export async function verifyCommand(argv: string[]): Promise<number> {

@@ -1,6 +1,6 @@
 /**
- * The verifier's fast read: every chain row, streamed with one binary `COPY` in storage order (no
- * index, no sort, no text conversion) and handed to `UnorderedChainCheck` as offsets into the
+ * The verifier's fast read: the chain rows (of one partition of the actors), streamed with a
+ * binary `COPY` in storage order (no index, no sort, no text conversion) and handed to `UnorderedChainCheck` as offsets into the
  * bytes PostgreSQL sent. Reading in sequence order cost PostgreSQL about twice as much per row,
  * and decoding rows into strings cost Node more than hashing them (docs/decisions.md, "Verify").
  * Kept free of kysely: worker threads load it.
@@ -15,27 +15,31 @@ const SIGNATURE = Buffer.from([0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0
 /** PostgreSQL counts timestamps in microseconds from 2000-01-01. */
 const EPOCH_2000_MS = 946_684_800_000;
 
-export function chainCopyStatement(schema: string): string {
-  // The table form, not `COPY (SELECT …)`: it reads the heap without a query plan, ~15% less work for PostgreSQL.
-  return `COPY "${schema.replaceAll('"', '""')}".chain_events (${COLUMNS}) TO STDOUT (FORMAT binary)`;
+/** Actors whose `hashtext(actor)` modulo `count` is `index`: every actor lands in exactly one partition. */
+export interface Partition {
+  readonly index: number;
+  readonly count: number;
 }
 
-/** A row as it arrives, with where its own bytes (field count to last field) are. */
-export interface CopiedRow extends RowBytes {
-  bytes: Buffer;
-  rowStart: number;
-  rowEnd: number;
+export function chainCopyStatement(schema: string, partition: Partition = { index: 0, count: 1 }): string {
+  const table = `"${schema.replaceAll('"', '""')}".chain_events`;
+  // The table form when there is no filter: it reads the heap without a query plan, ~15% less work for PostgreSQL.
+  if (partition.count === 1) return `COPY ${table} (${COLUMNS}) TO STDOUT (FORMAT binary)`;
+  if (!Number.isSafeInteger(partition.count) || partition.count < 1 || !Number.isSafeInteger(partition.index) || partition.index < 0 || partition.index >= partition.count) {
+    throw new RangeError(`not a partition: ${partition.index} of ${partition.count}`);
+  }
+  return `COPY (SELECT ${COLUMNS} FROM ${table} WHERE (hashtext(actor) & 2147483647) % ${partition.count} = ${partition.index}) TO STDOUT (FORMAT binary)`;
 }
 
-/** Streams every chain row of `schema` to `onRow` (which may return a promise to hold the read); the number of rows. */
-export async function copyChainRows(client: pg.Client, schema: string, onRow: (row: CopiedRow) => void | Promise<void>): Promise<number> {
+/** Streams the chain rows of `schema` (of one partition of its actors) to `onRow`; the number of rows. */
+export async function copyChainRows(client: pg.Client, schema: string, partition: Partition, onRow: (row: RowBytes) => void): Promise<number> {
   const parser = new CopyParser(onRow);
-  await copyOut(client, chainCopyStatement(schema), (bytes, start, end) => parser.push(bytes, start, end));
+  await copyOut(client, chainCopyStatement(schema, partition), (bytes, start, end) => parser.push(bytes, start, end));
   return parser.end();
 }
 
-/** Receives COPY data: `bytes[start, end)`, valid only during the call; a promise holds the read until it settles. */
-export type CopyDataHandler = (bytes: Buffer, start: number, end: number) => Promise<void> | undefined;
+/** Receives COPY data: `bytes[start, end)`, valid only during the call. */
+export type CopyDataHandler = (bytes: Buffer, start: number, end: number) => void;
 
 /** Runs `COPY … TO STDOUT` on `client` and hands the data to `onData` as it arrives. */
 export async function copyOut(client: pg.Client, text: string, onData: CopyDataHandler): Promise<void> {
@@ -131,12 +135,7 @@ class CopyOut implements pg.Submittable {
   #deliver(bytes: Buffer, start: number, end: number): void {
     if (!this.#settle) return; // failed already: the rest of the rows are let go
     try {
-      const wait = this.#onData(bytes, start, end);
-      if (wait) {
-        const socket = this.#connection!.stream;
-        socket.pause();
-        wait.then(() => socket.resume(), (error: unknown) => this.#fail(error as Error));
-      }
+      this.#onData(bytes, start, end);
     } catch (error) {
       this.#fail(error as Error);
     }
@@ -171,7 +170,6 @@ class CopyOut implements pg.Submittable {
   #fail(error: Error): void {
     this.#settle?.reject(error);
     this.#settle = undefined;
-    this.#connection?.stream.resume();
   }
 }
 
@@ -185,17 +183,17 @@ function readUInt32(b: Buffer, at: number): number {
  */
 export class CopyParser {
   readonly #reader = new RowReader();
-  readonly #onRow: (row: CopiedRow) => void | Promise<void>;
+  readonly #onRow: (row: RowBytes) => void;
   #header = true;
   #ended = false;
   #rest: Buffer | undefined;
 
-  constructor(onRow: (row: CopiedRow) => void | Promise<void>) {
+  constructor(onRow: (row: RowBytes) => void) {
     this.#onRow = onRow;
   }
 
-  /** Parses `bytes[start, end)`; a promise when a row asked to hold the read (the last such row's). */
-  push(bytes: Buffer, start = 0, end = bytes.length): Promise<void> | undefined {
+  /** Parses `bytes[start, end)`. */
+  push(bytes: Buffer, start = 0, end = bytes.length): void {
     if (this.#ended) throw new Error('the binary COPY went on after its trailer');
     let b = bytes;
     let i = start;
@@ -209,26 +207,24 @@ export class CopyParser {
     if (this.#header) {
       if (stop - i < SIGNATURE.length + 8) {
         this.#rest = Buffer.from(b.subarray(i, stop));
-        return undefined;
+        return;
       }
       if (!b.subarray(i, i + SIGNATURE.length).equals(SIGNATURE)) throw new Error('the server did not answer with a binary COPY');
       i += SIGNATURE.length + 8 + int32(b, i + SIGNATURE.length + 4);
       this.#header = false;
     }
-    let wait: Promise<void> | undefined;
     for (;;) {
       const next = this.#reader.parse(b, i, stop);
       if (next === TRAILER) {
         this.#ended = true;
         if (i + 2 !== stop) throw new Error('the binary COPY went on after its trailer');
-        return wait;
+        return;
       }
       if (next < 0) break;
-      wait = this.#onRow(this.#reader.row) ?? wait;
+      this.#onRow(this.#reader.row);
       i = next;
     }
     if (i < stop) this.#rest = Buffer.from(b.subarray(i, stop));
-    return wait;
   }
 
   /** The number of rows; throws unless the stream ended with its trailer. */
@@ -239,32 +235,19 @@ export class CopyParser {
 }
 
 /** `CopyParser` over chunks from anywhere (a file, a test); the number of rows. */
-export async function readCopy(chunks: AsyncIterable<Buffer>, onRow: (row: CopiedRow) => void | Promise<void>): Promise<number> {
+export async function readCopy(chunks: AsyncIterable<Buffer>, onRow: (row: RowBytes) => void): Promise<number> {
   const parser = new CopyParser(onRow);
-  for await (const chunk of chunks) await parser.push(chunk);
+  for await (const chunk of chunks) parser.push(chunk);
   return parser.end();
-}
-
-/** Parses rows laid end to end (no header, no trailer), as the router forwards them; the number of rows. */
-export function readRows(b: Buffer, onRow: (row: CopiedRow) => void, reader = new RowReader()): number {
-  const before = reader.rows;
-  let i = 0;
-  while (i < b.length) {
-    const next = reader.parse(b, i);
-    if (next < 0) throw new Error('a forwarded batch of rows ends in the middle of a row');
-    onRow(reader.row);
-    i = next;
-  }
-  return reader.rows - before;
 }
 
 const TRAILER = -2;
 
 export class RowReader {
   rows = 0;
-  readonly row: CopiedRow = {
+  readonly row: RowBytes = {
     bytes: SIGNATURE, actor: '', actorStart: 0, actorEnd: 0, seq: 0, idStart: 0, idEnd: 0, previousHashAt: 0, hashAt: 0, recordStart: 0, recordEnd: 0,
-    eventTimeMs: 0, receivedAtMs: 0, rowStart: 0, rowEnd: 0,
+    eventTimeMs: 0, receivedAtMs: 0,
   };
   readonly #starts = new Int32Array(FIELDS);
   readonly #lengths = new Int32Array(FIELDS);
@@ -289,8 +272,6 @@ export class RowReader {
     // A NULL (only possible where someone dropped the NOT NULL constraints) reads as empty, which no check accepts.
     const row = this.row;
     row.bytes = b;
-    row.rowStart = i;
-    row.rowEnd = j;
     row.actorStart = starts[0]!;
     row.actorEnd = starts[0]! + Math.max(lengths[0]!, 0);
     row.actor = row.actorEnd > row.actorStart ? b.toString('utf8', row.actorStart, row.actorEnd) : '';

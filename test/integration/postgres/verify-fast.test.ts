@@ -139,7 +139,6 @@ describe('verify, fast pass', () => {
     try {
       await copyOut(client, chainCopyStatement('auditpipe'), (bytes, start, end) => {
         chunks.push(Buffer.from(bytes.subarray(start, end))); // valid only during the call
-        return undefined;
       });
     } finally {
       await client.end();
@@ -151,7 +150,7 @@ describe('verify, fast pass', () => {
         for (const piece of pieces) yield piece;
       }
       await readCopy(stream(), (row) => {
-        seen.push(`${row.actor}#${row.seq}:${row.bytes.toString('latin1', row.hashAt, row.hashAt + 64)}:${row.recordEnd - row.recordStart}`);
+        seen.push(`${row.actor}#${row.seq}:${Buffer.from(row.bytes.subarray(row.hashAt, row.hashAt + 64)).toString('latin1')}:${row.recordEnd - row.recordStart}`);
       });
       return seen;
     };
