@@ -246,7 +246,7 @@ try {
     'await client.end();',
     `console.log(JSON.stringify({ events: ${VERIFY_EVENTS}, findings: [], elapsedMs: performance.now() - started }));`,
   ].join('\n');
-  const readFloor = verifyCli([], 'the binary COPY verify reads, received by a process (pg parses the protocol) and dropped', ['--input-type=module', '-e', floorScript]);
+  const readFloor = verifyCli([], 'the binary COPY verify reads (one thread), received by a process and dropped', ['--input-type=module', '-e', floorScript]);
   // As `auditpipe verify` without --workers: a thread per CPU, none for fewer than 100,000 events.
   const threads = Math.max(1, Math.min(workers, Math.floor(VERIFY_EVENTS / 100_000)));
   const verify = { ...verifyCli([]), threads };
