@@ -15,20 +15,23 @@ const SIGNATURE = Buffer.from([0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0
 /** PostgreSQL counts timestamps in microseconds from 2000-01-01. */
 const EPOCH_2000_MS = 946_684_800_000;
 
-/** Actors whose `hashtext(actor)` modulo `count` is `index`: every actor lands in exactly one partition. */
+/** The actors whose `hashtext(actor)` modulo `of` is one of `slots`; all actors when `of` is 1. */
 export interface Partition {
-  readonly index: number;
-  readonly count: number;
+  readonly of: number;
+  readonly slots: readonly number[];
 }
 
-export function chainCopyStatement(schema: string, partition: Partition = { index: 0, count: 1 }): string {
+export const ALL_ACTORS: Partition = { of: 1, slots: [0] };
+
+export function chainCopyStatement(schema: string, partition: Partition = ALL_ACTORS): string {
   const table = `"${schema.replaceAll('"', '""')}".chain_events`;
   // The table form when there is no filter: it reads the heap without a query plan, ~15% less work for PostgreSQL.
-  if (partition.count === 1) return `COPY ${table} (${COLUMNS}) TO STDOUT (FORMAT binary)`;
-  if (!Number.isSafeInteger(partition.count) || partition.count < 1 || !Number.isSafeInteger(partition.index) || partition.index < 0 || partition.index >= partition.count) {
-    throw new RangeError(`not a partition: ${partition.index} of ${partition.count}`);
+  if (partition.of === 1) return `COPY ${table} (${COLUMNS}) TO STDOUT (FORMAT binary)`;
+  if (!Number.isSafeInteger(partition.of) || partition.of < 1 || partition.slots.length === 0
+    || partition.slots.some((slot) => !Number.isSafeInteger(slot) || slot < 0 || slot >= partition.of)) {
+    throw new RangeError(`not a partition: slots ${partition.slots.join(', ')} of ${partition.of}`);
   }
-  return `COPY (SELECT ${COLUMNS} FROM ${table} WHERE (hashtext(actor) & 2147483647) % ${partition.count} = ${partition.index}) TO STDOUT (FORMAT binary)`;
+  return `COPY (SELECT ${COLUMNS} FROM ${table} WHERE (hashtext(actor) & 2147483647) % ${partition.of} IN (${partition.slots.join(', ')})) TO STDOUT (FORMAT binary)`;
 }
 
 /** Streams the chain rows of `schema` (of one partition of its actors) to `onRow`; the number of rows. */

@@ -1,6 +1,7 @@
 /**
  * The verifier's fast pass over a PostgreSQL store, on one thread or several: the actors are cut
- * into hash partitions; this thread checks the first and each other one goes to a worker thread.
+ * into hash partitions; this thread checks the first (two shares) and each other one (one share)
+ * goes to a worker thread.
  * Each opens its own read-only connection and streams its partition with one binary COPY
  * (`copyChainRows`) through an `UnorderedChainCheck`. All of an actor's rows are in one
  * partition, read under one snapshot. Measured against one reading thread that forwards rows to
@@ -12,7 +13,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import pg from 'pg';
 import { UnorderedChainCheck, type UnorderedCheckResult } from '../../security/unordered-check.ts';
 import type { ChainCheckInput } from '../../security/verify.ts';
-import { copyChainRows, type Partition } from './verify-copy.ts';
+import { ALL_ACTORS, copyChainRows, type Partition } from './verify-copy.ts';
 
 interface Job {
   readonly url: string;
@@ -27,7 +28,11 @@ const JOB_KEY = 'auditpipeVerifyJob';
 
 /** Checks every row of the store in `schema`, on `threads` threads; one result per partition. */
 export async function checkAllRows(url: string, schema: string, threads: number, input: ChainCheckInput): Promise<UnorderedCheckResult[]> {
-  const jobs = Array.from({ length: threads }, (_, index): Job => ({ url, schema, partition: { index, count: threads }, input }));
+  // This thread starts at once and warm, the workers after loading their modules cold: it takes
+  // two shares (measured on 2 CPUs: 180,000–191,000 events/s against 163,000–169,000 for halves).
+  const partitions: Partition[] = threads <= 1 ? [ALL_ACTORS] : [{ of: threads + 1, slots: [0, 1] }];
+  for (let worker = 1; worker < threads; worker += 1) partitions.push({ of: threads + 1, slots: [worker + 1] });
+  const jobs = partitions.map((partition): Job => ({ url, schema, partition, input }));
   return await Promise.all(jobs.map((job, index) => (index === 0 ? checkPartition(job) : checkPartitionInWorker(job))));
 }
 
