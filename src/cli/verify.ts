@@ -226,10 +226,10 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     await store.checkTables();
     const sources = await anchorSources(values, target);
     const anchors = [];
-    const { anchorEvidence } = sources.length > 0 ? await import('../sinks/s3/anchors.ts') : { anchorEvidence: undefined };
     for (const source of sources) {
       const read = await readAnchors(source);
-      anchors.push(anchorEvidence!(read, await store.checkpoints(), trusted, source.where));
+      const { anchorEvidence } = await import('../sinks/s3/anchors.ts');
+      anchors.push(anchorEvidence(read, await store.checkpoints(), trusted, source.where));
     }
     const report = await verifyStore(store, {
       ...(values.actor !== undefined ? { actor: values.actor as string } : {}),

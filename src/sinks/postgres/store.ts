@@ -20,9 +20,9 @@ import { pagedRows, type FetchTextRows, type RowSelection } from './verify-rows.
 import { checkAllRows } from './verify-workers.ts';
 
 /**
- * How the verifier may read a PostgreSQL store: all rows in storage order with one binary COPY
- * on a read-only connection to `url`, checked by `UnorderedChainCheck` on `workers` threads
- * (actors split between them); only actors that do not check out are read again in sequence order.
+ * How the verifier may read a PostgreSQL store: all rows in storage order with binary COPY, on
+ * `workers` threads that each read their share of the actors on a read-only connection to `url`
+ * (`UnorderedChainCheck`); only actors that do not check out are read again in sequence order.
  */
 export interface ParallelVerify {
   readonly url: string;
@@ -177,12 +177,12 @@ export class ChainStore implements ChainStoreReader, VerifySource {
     return this.#selectRows(actor === undefined ? {} : { actor });
   }
 
-  #selectRows(select: RowSelection, pageSize?: number): AsyncIterable<readonly VerifyRow[]> {
+  #selectRows(select: RowSelection): AsyncIterable<readonly VerifyRow[]> {
     const fetch: FetchTextRows = this.db.readTextRows
       // The embedded store: the same statement through kysely, values as PGlite returns them.
       ?? (async (text, values) => (await this.db.read((db) => db.executeQuery(CompiledQuery.raw(text, [...values])))).rows
         .map((row) => Object.values(row as Record<string, unknown>).map((value) => (value === null ? null : String(value)))));
-    return pagedRows(fetch, this.schema, select, pageSize);
+    return pagedRows(fetch, this.schema, select);
   }
 
   /** Present when the store was opened with `parallelVerify` (a PostgreSQL URL the verifier's connections can open). */

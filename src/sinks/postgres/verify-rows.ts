@@ -1,6 +1,7 @@
 /**
- * The verifier's bulk read of chain rows, in pages ordered by (actor, seq). Kept free of kysely
- * and the rest of the store so a verify worker thread starts in a fraction of the time.
+ * The verifier's ordered read of chain rows, in pages ordered by (actor, seq), as text: what the
+ * embedded store always uses, and what re-reads the actors the fast pass (verify-copy.ts) could
+ * not vouch for. Kept free of kysely: `db.ts` builds the pool's raw-text reads on it.
  */
 import type pg from 'pg';
 import type { VerifyRow } from '../../security/verify.ts';
