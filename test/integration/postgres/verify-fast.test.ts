@@ -132,6 +132,26 @@ describe('verify, fast pass', () => {
     assert.deepEqual(fast[0], ordered);
   });
 
+  it('verifies a record near the 1 MB event limit, far bigger than a socket read (one COPY message over many chunks)', async () => {
+    const copy = await copyOf();
+    const db = openPostgres({ url: databaseUrl(copy), poolSize: 2, statementTimeoutMs: 30_000 });
+    try {
+      const big = toEvent({ id: 'big', actorId: 'user-1', action: 'export', payload: 'x'.repeat(900_000) }, { actorField: 'actorId' });
+      assert.equal((await new ChainStore(db, 'auditpipe').append([big])).appended, 1);
+    } finally {
+      await db.close();
+    }
+    // The fast pass itself must have read it (a mis-parse would only send it to the ordered walk).
+    const input = { claims: new Map(), anchored: new Map(), finalClaims: new Map(), maxFindings: 10 };
+    const results = await checkAllRows(databaseUrl(copy), 'auditpipe', 1, input);
+    assert.deepEqual(results[0]!.suspects, []);
+    assert.equal(results[0]!.events, 2_401);
+    const { ordered, fast } = await reports(copy, [1, 2]);
+    assert.equal(ordered.events, 2_401);
+    assert.deepEqual(ordered.findings.map((f) => f.kind), ['no-public-key']);
+    for (const report of fast) assert.deepEqual(report, ordered);
+  });
+
   it('parses the COPY stream however it is cut, and refuses one cut short', async () => {
     const client = new pg.Client({ connectionString: databaseUrl(source) });
     await client.connect();
