@@ -17,7 +17,8 @@
  * For each phase it reports wall-clock events/s, the CPU spent per event by this Node process and
  * by the PostgreSQL backends doing the work, and by the whole machine (all read from /proc, so the
  * server must run on this machine): on a shared machine CPU per event compares across runs.
- * Env: BENCH_EVENTS (default 100000), BENCH_VERIFY_EVENTS (500000), BENCH_ACTORS (1000), BENCH_BATCH (1000).
+ * Env: BENCH_EVENTS (default 100000), BENCH_VERIFY_EVENTS (500000), BENCH_ACTORS (1000), BENCH_BATCH (1000);
+ * BENCH_KEEP_DATABASE=1 keeps the database (its URL goes to stderr) for experiments.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -296,5 +297,6 @@ try {
   console.log(JSON.stringify(results, null, 2));
 } finally {
   await db.close();
-  await query(base, `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+  if (process.env.BENCH_KEEP_DATABASE === '1') console.error(`kept database ${database} (BENCH_KEEP_DATABASE=1): ${url}`);
+  else await query(base, `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
 }

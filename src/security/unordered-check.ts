@@ -3,11 +3,12 @@
  * storage order, read without an index), which costs the database a fraction of reading them in
  * sequence order. Every row's own checks (hash recomputed from its stored previous hash and
  * bytes, record against columns, checkpoint claims on it) are made as it arrives; the links are
- * followed per actor, holding the few rows that arrive before their predecessor until it comes.
+ * followed per actor in runs of consecutive rows, which are joined at the end, also across
+ * passes over different parts of the table (one per thread).
  *
  * The pass reports no findings. An actor whose rows all check out and link from 1 without a gap
- * is verified; anything else about an actor (a failed check, a gap, a duplicate, too many rows
- * waiting) makes it a suspect, and the caller walks the suspects again in sequence order with
+ * is verified; anything else about an actor (a failed check, a gap, a duplicate, too many runs
+ * kept apart) makes it a suspect, and the caller walks the suspects again in sequence order with
  * `checkChains`, which reports exactly what is wrong. So a tampered store gets the same report
  * as the ordered walk alone would give, and an intact one is read once, fast.
  */
@@ -34,14 +35,33 @@ export interface RowBytes {
   receivedAtMs: number;
 }
 
+/** A run of one actor's rows, each linked to the one before: sequences `first` to `next - 1`. */
+export interface Run {
+  first: number;
+  /** The previous hash the first row names (64 hex characters). */
+  firstPrevious: string;
+  next: number;
+  /** The hash of the last row. */
+  last: string;
+}
+
 interface ActorState {
   readonly claims: Map<number, Claim> | undefined;
   readonly anchored: Map<number, Claim> | undefined;
+  suspect: boolean;
+  /** The run the next row most likely extends (fields inline: the common path allocates nothing). */
+  first: number;
+  firstPrevious: string;
   next: number;
   last: string;
-  suspect: boolean;
-  /** Rows that arrived before their predecessor, by sequence. */
-  waiting: Map<number, { readonly previousHash: string; readonly hash: string }> | undefined;
+  /** Earlier runs not (yet) joined to the open one. */
+  closed: Run[] | undefined;
+}
+
+/** What one pass over some of the rows saw: every actor's runs, and the actors with anything unexpected. */
+export interface PassResult {
+  readonly runs: Map<string, Run[]>;
+  readonly suspects: string[];
 }
 
 /** What the fast pass verified, and whom it leaves to the ordered walk. */
@@ -58,18 +78,25 @@ export interface UnorderedCheckResult {
   readonly suspects: string[];
 }
 
-/** Rows held for their predecessor, over all actors; past it, an actor with one more becomes a suspect. */
-export const MAX_WAITING_ROWS = 200_000;
+/** Runs kept apart over all actors of a pass; past it, an actor that needs one more becomes a suspect. */
+export const MAX_RUNS = 200_000;
 
+/**
+ * Checks rows in any order. Rows mostly arrive in sequence order per actor (the table is written
+ * in append order), so each actor keeps one open run that the next row extends; a row that does
+ * not extend it closes it and opens another, and a run that ends where the previous closed one
+ * starts (rows stored backwards) is joined to it at once. Runs of several passes over different
+ * parts of the table are joined by `joinRuns`.
+ */
 export class UnorderedChainCheck {
   readonly #input: ChainCheckInput;
   readonly #actors = new Map<string, ActorState>();
-  readonly #maxWaiting: number;
-  #waiting = 0;
+  readonly #maxRuns: number;
+  #runs = 0;
 
-  constructor(input: ChainCheckInput, maxWaiting = MAX_WAITING_ROWS) {
+  constructor(input: ChainCheckInput, maxRuns = MAX_RUNS) {
     this.#input = input;
-    this.#maxWaiting = maxWaiting;
+    this.#maxRuns = maxRuns;
   }
 
   row(row: RowBytes): void {
@@ -77,7 +104,7 @@ export class UnorderedChainCheck {
     if (!state) {
       state = {
         claims: this.#input.claims.get(row.actor), anchored: this.#input.anchored.get(row.actor),
-        next: 1, last: GENESIS_HASH, suspect: false, waiting: undefined,
+        suspect: false, first: 0, firstPrevious: '', next: 0, last: '', closed: undefined,
       };
       this.#actors.set(row.actor, state);
     }
@@ -99,56 +126,112 @@ export class UnorderedChainCheck {
       }
       state.next += 1;
       state.last = hash;
-      while (state.waiting) {
-        const early = state.waiting.get(state.next);
-        if (!early) break;
-        state.waiting.delete(state.next);
-        this.#waiting -= 1;
-        if (state.waiting.size === 0) state.waiting = undefined;
-        if (early.previousHash !== state.last) {
-          this.#suspect(state);
-          return;
-        }
-        state.next += 1;
-        state.last = early.hash;
-      }
-    } else if (row.seq > state.next && Number.isSafeInteger(row.seq) && this.#waiting < this.#maxWaiting && !state.waiting?.has(row.seq)) {
-      state.waiting ??= new Map();
-      const previousHash = Buffer.from(bytes.buffer, bytes.byteOffset + row.previousHashAt, 64).toString('latin1');
-      state.waiting.set(row.seq, { previousHash, hash });
-      this.#waiting += 1;
-    } else {
-      this.#suspect(state);
+      return;
     }
+    if (row.seq < 1 || !Number.isSafeInteger(row.seq) || !this.#close(state)) {
+      this.#suspect(state);
+      return;
+    }
+    state.first = row.seq;
+    state.firstPrevious = Buffer.from(bytes.buffer, bytes.byteOffset + row.previousHashAt, 64).toString('latin1');
+    state.next = row.seq + 1;
+    state.last = hash;
+  }
+
+  /** Sets the open run aside (joined to the last closed one where it ends where that starts); false on a broken link or past the limit. */
+  #close(state: ActorState): boolean {
+    if (state.next === 0) return true;
+    const top = state.closed?.at(-1);
+    if (top && top.first === state.next) {
+      if (top.firstPrevious !== state.last) return false;
+      top.first = state.first;
+      top.firstPrevious = state.firstPrevious;
+      return true;
+    }
+    if (this.#runs >= this.#maxRuns) return false;
+    (state.closed ??= []).push({ first: state.first, firstPrevious: state.firstPrevious, next: state.next, last: state.last });
+    this.#runs += 1;
+    return true;
   }
 
   #suspect(state: ActorState): void {
     state.suspect = true;
-    this.#waiting -= state.waiting?.size ?? 0;
-    state.waiting = undefined;
+    this.#runs -= state.closed?.length ?? 0;
+    state.closed = undefined;
   }
 
-  finish(): UnorderedCheckResult {
-    const tails = new Map<string, { seq: number; hash: string }>();
-    const unmatchedClaims: Claims = new Map();
-    const unmatchedAnchored: Claims = new Map();
+  /** Every actor's runs, joined where they meet; an actor whose runs overlap or fail to link is a suspect. */
+  finish(): PassResult {
+    const runs = new Map<string, Run[]>();
     const suspects: string[] = [];
-    let events = 0;
-    let uncoveredEvents = 0;
     for (const [actor, state] of this.#actors) {
-      if (state.suspect || state.waiting) {
-        suspects.push(actor);
-        continue;
-      }
-      const tail = state.next - 1;
-      tails.set(actor, { seq: tail, hash: state.last });
-      events += tail;
-      uncoveredEvents += Math.max(0, tail - (this.#input.finalClaims.get(actor) ?? 0));
-      if (state.claims) unmatchedClaims.set(actor, beyond(state.claims, tail));
-      if (state.anchored) unmatchedAnchored.set(actor, beyond(state.anchored, tail));
+      const open: Run = { first: state.first, firstPrevious: state.firstPrevious, next: state.next, last: state.last };
+      const joined = state.suspect ? undefined : state.closed ? joinSorted([...state.closed, open]) : [open];
+      if (joined) runs.set(actor, joined);
+      else suspects.push(actor);
     }
-    return { tails, events, uncoveredEvents, unmatchedClaims, unmatchedAnchored, suspects };
+    return { runs, suspects };
   }
+}
+
+/** `runs` in sequence order with the ones that meet joined; undefined when two overlap or meet without linking. */
+function joinSorted(runs: Run[]): Run[] | undefined {
+  runs.sort((a, b) => a.first - b.first);
+  const joined: Run[] = [];
+  let current = { ...runs[0]! };
+  for (let k = 1; k < runs.length; k += 1) {
+    const run = runs[k]!;
+    if (run.first < current.next) return undefined;
+    if (run.first === current.next) {
+      if (run.firstPrevious !== current.last) return undefined;
+      current.next = run.next;
+      current.last = run.last;
+    } else {
+      joined.push(current);
+      current = { ...run };
+    }
+  }
+  joined.push(current);
+  return joined;
+}
+
+/**
+ * The passes over the parts of a table joined into one result: an actor is verified when no
+ * pass suspects it and its runs join into one from sequence 1 on the genesis hash.
+ */
+export function joinRuns(passes: readonly PassResult[], input: ChainCheckInput): UnorderedCheckResult {
+  const suspects = new Set(passes.flatMap((pass) => pass.suspects));
+  const byActor = new Map<string, Run[]>();
+  for (const pass of passes) {
+    for (const [actor, runs] of pass.runs) {
+      if (suspects.has(actor)) continue;
+      const known = byActor.get(actor);
+      if (known) known.push(...runs);
+      else byActor.set(actor, passes.length === 1 ? runs : [...runs]);
+    }
+  }
+  const tails = new Map<string, { seq: number; hash: string }>();
+  const unmatchedClaims: Claims = new Map();
+  const unmatchedAnchored: Claims = new Map();
+  let events = 0;
+  let uncoveredEvents = 0;
+  for (const [actor, runs] of byActor) {
+    const joined = runs.length === 1 ? runs : joinSorted(runs);
+    const chain = joined?.length === 1 ? joined[0]! : undefined;
+    if (!chain || chain.first !== 1 || chain.firstPrevious !== GENESIS_HASH) {
+      suspects.add(actor);
+      continue;
+    }
+    const tail = chain.next - 1;
+    tails.set(actor, { seq: tail, hash: chain.last });
+    events += tail;
+    uncoveredEvents += Math.max(0, tail - (input.finalClaims.get(actor) ?? 0));
+    const claims = input.claims.get(actor);
+    const anchored = input.anchored.get(actor);
+    if (claims) unmatchedClaims.set(actor, beyond(claims, tail));
+    if (anchored) unmatchedAnchored.set(actor, beyond(anchored, tail));
+  }
+  return { tails, events, uncoveredEvents, unmatchedClaims, unmatchedAnchored, suspects: [...suspects] };
 }
 
 function beyond(claims: Map<number, Claim>, tail: number): Map<number, Claim> {
@@ -161,22 +244,21 @@ function hexEquals(bytes: Uint8Array, at: number, hex: string): boolean {
 }
 
 /**
- * One result as the ordered walk alone would have given: the fast passes' verified actors (each
- * in exactly one of them) joined with `ordered`, the walk over all their suspects, which holds
- * every finding.
+ * One result as the ordered walk alone would have given: the fast pass's verified actors joined
+ * with `ordered`, the walk over all its suspects, which holds every finding.
  */
-export function joinWithOrderedWalk(fast: readonly UnorderedCheckResult[], ordered: ChainCheckResult): ChainCheckResult {
+export function joinWithOrderedWalk(fast: UnorderedCheckResult, ordered: ChainCheckResult): ChainCheckResult {
   const tails = new Map(ordered.tails);
   const unmatchedClaims: Claims = new Map(ordered.unmatchedClaims);
   const unmatchedAnchored: Claims = new Map(ordered.unmatchedAnchored);
-  let { actors, events, uncoveredEvents } = ordered;
-  for (const result of fast) {
-    actors += result.tails.size;
-    events += result.events;
-    uncoveredEvents += result.uncoveredEvents;
-    for (const [actor, tail] of result.tails) tails.set(actor, tail);
-    for (const [actor, claims] of result.unmatchedClaims) unmatchedClaims.set(actor, claims);
-    for (const [actor, claims] of result.unmatchedAnchored) unmatchedAnchored.set(actor, claims);
-  }
-  return { ...ordered, actors, events, uncoveredEvents, tails, unmatchedClaims, unmatchedAnchored };
+  for (const [actor, tail] of fast.tails) tails.set(actor, tail);
+  for (const [actor, claims] of fast.unmatchedClaims) unmatchedClaims.set(actor, claims);
+  for (const [actor, claims] of fast.unmatchedAnchored) unmatchedAnchored.set(actor, claims);
+  return {
+    ...ordered,
+    actors: ordered.actors + fast.tails.size,
+    events: ordered.events + fast.events,
+    uncoveredEvents: ordered.uncoveredEvents + fast.uncoveredEvents,
+    tails, unmatchedClaims, unmatchedAnchored,
+  };
 }

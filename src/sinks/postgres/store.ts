@@ -21,8 +21,9 @@ import { checkAllRows } from './verify-workers.ts';
 
 /**
  * How the verifier may read a PostgreSQL store: all rows in storage order with binary COPY, on
- * `workers` threads that each read their share of the actors on a read-only connection to `url`
- * (`UnorderedChainCheck`); only actors that do not check out are read again in sequence order.
+ * `workers` threads that each read their chunks of the table under one snapshot on a read-only
+ * connection to `url` (`UnorderedChainCheck`); only actors that do not check out are read again
+ * in sequence order.
  */
 export interface ParallelVerify {
   readonly url: string;
@@ -32,6 +33,8 @@ export interface ParallelVerify {
    * hundred milliseconds to load and warm up, which a small share does not pay back. 0: always `workers`.
    */
   readonly minEventsPerThread?: number;
+  /** Heap blocks (8 kB) each thread reads at a time; by default sized from the table (`ChunkOptions`). */
+  readonly chunkBlocks?: number;
 }
 
 export class ChainStore implements ChainStoreReader, VerifySource {
@@ -193,9 +196,8 @@ export class ChainStore implements ChainStoreReader, VerifySource {
       const total = await this.db.read((db) => sql<{ events: string | number }>`SELECT coalesce(sum(seq), 0) AS events FROM ${this.heads_}`.execute(db));
       const minEvents = parallel.minEventsPerThread ?? 0;
       const count = Math.max(1, minEvents > 0 ? Math.min(parallel.workers, Math.floor(Number(total.rows[0]?.events ?? 0) / minEvents)) : parallel.workers);
-      const fast = await checkAllRows(parallel.url, this.schema, count, input);
-      const suspects = fast.flatMap((result) => result.suspects);
-      const ordered = await checkChains(suspects.length > 0 ? this.#selectRows({ actors: suspects }) : noRows(), input);
+      const fast = await checkAllRows(parallel.url, this.schema, count, input, parallel.chunkBlocks ? { chunkBlocks: parallel.chunkBlocks } : {});
+      const ordered = await checkChains(fast.suspects.length > 0 ? this.#selectRows({ actors: fast.suspects }) : noRows(), input);
       return joinWithOrderedWalk(fast, ordered);
     };
   }

@@ -1,8 +1,9 @@
 /**
- * The verifier's fast read: the chain rows (of one partition of the actors), streamed with a
- * binary `COPY` in storage order (no index, no sort, no text conversion) and handed to `UnorderedChainCheck` as offsets into the
- * bytes PostgreSQL sent. Reading in sequence order cost PostgreSQL about twice as much per row,
- * and decoding rows into strings cost Node more than hashing them (docs/decisions.md, "Verify").
+ * The verifier's fast read: the chain rows (all, or those stored in a range of heap blocks),
+ * streamed with a binary `COPY` in storage order (no index, no sort, no text conversion) and
+ * handed to `UnorderedChainCheck` as offsets into the bytes PostgreSQL sent. Reading in sequence
+ * order cost PostgreSQL about twice as much per row, and decoding rows into strings cost Node
+ * more than hashing them (docs/decisions.md, "Verify").
  * Kept free of kysely: worker threads load it.
  */
 import type pg from 'pg';
@@ -15,29 +16,34 @@ const SIGNATURE = Buffer.from([0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0
 /** PostgreSQL counts timestamps in microseconds from 2000-01-01. */
 const EPOCH_2000_MS = 946_684_800_000;
 
-/** The actors whose `hashtext(actor)` modulo `of` is one of `slots`; all actors when `of` is 1. */
-export interface Partition {
-  readonly of: number;
-  readonly slots: readonly number[];
+/**
+ * Heap blocks `[from, to)` of the table (`to` absent: to its end), read with a TID range scan
+ * (PostgreSQL 14 and later): threads read disjoint parts of the table and none reads a row twice.
+ */
+export interface BlockRange {
+  readonly from: number;
+  readonly to?: number;
 }
 
-export const ALL_ACTORS: Partition = { of: 1, slots: [0] };
+const MAX_BLOCK = 2 ** 32 - 1;
 
-export function chainCopyStatement(schema: string, partition: Partition = ALL_ACTORS): string {
+/** The binary COPY of the chain rows of `schema`: all of them, or those stored in `blocks`. */
+export function chainCopyStatement(schema: string, blocks?: BlockRange): string {
   const table = `"${schema.replaceAll('"', '""')}".chain_events`;
   // The table form when there is no filter: it reads the heap without a query plan, ~15% less work for PostgreSQL.
-  if (partition.of === 1) return `COPY ${table} (${COLUMNS}) TO STDOUT (FORMAT binary)`;
-  if (!Number.isSafeInteger(partition.of) || partition.of < 1 || partition.slots.length === 0
-    || partition.slots.some((slot) => !Number.isSafeInteger(slot) || slot < 0 || slot >= partition.of)) {
-    throw new RangeError(`not a partition: slots ${partition.slots.join(', ')} of ${partition.of}`);
+  if (!blocks) return `COPY ${table} (${COLUMNS}) TO STDOUT (FORMAT binary)`;
+  const { from, to } = blocks;
+  if (!Number.isSafeInteger(from) || from < 0 || from > MAX_BLOCK || (to !== undefined && (!Number.isSafeInteger(to) || to <= from || to > MAX_BLOCK))) {
+    throw new RangeError(`not a block range: ${from} to ${to ?? 'the end'}`);
   }
-  return `COPY (SELECT ${COLUMNS} FROM ${table} WHERE (hashtext(actor) & 2147483647) % ${partition.of} IN (${partition.slots.join(', ')})) TO STDOUT (FORMAT binary)`;
+  const upTo = to === undefined ? '' : ` AND ctid < '(${to},0)'::tid`;
+  return `COPY (SELECT ${COLUMNS} FROM ${table} WHERE ctid >= '(${from},0)'::tid${upTo}) TO STDOUT (FORMAT binary)`;
 }
 
-/** Streams the chain rows of `schema` (of one partition of its actors) to `onRow`; the number of rows. */
-export async function copyChainRows(client: pg.Client, schema: string, partition: Partition, onRow: (row: RowBytes) => void): Promise<number> {
+/** Streams the chain rows of `schema` (all, or those in `blocks`) to `onRow`; the number of rows. */
+export async function copyChainRows(client: pg.Client, schema: string, blocks: BlockRange | undefined, onRow: (row: RowBytes) => void): Promise<number> {
   const parser = new CopyParser(onRow);
-  await copyOut(client, chainCopyStatement(schema, partition), (bytes, start, end) => parser.push(bytes, start, end));
+  await copyOut(client, chainCopyStatement(schema, blocks), (bytes, start, end) => parser.push(bytes, start, end));
   return parser.end();
 }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { canonicalRecord, chainHash, GENESIS_HASH } from '../../../src/security/chain.ts';
-import { joinWithOrderedWalk, UnorderedChainCheck, type RowBytes } from '../../../src/security/unordered-check.ts';
+import { joinRuns, joinWithOrderedWalk, UnorderedChainCheck, type RowBytes } from '../../../src/security/unordered-check.ts';
 import type { ChainCheckInput, Claims } from '../../../src/security/verify.ts';
 
 interface Stored {
@@ -45,10 +45,15 @@ function bytesOf(row: Stored): RowBytes {
 
 const noClaims = (): ChainCheckInput => ({ claims: new Map(), anchored: new Map(), finalClaims: new Map(), maxFindings: 100 });
 
-function run(rows: Stored[], input = noClaims(), maxWaiting?: number) {
-  const check = new UnorderedChainCheck(input, maxWaiting);
+function pass(rows: Stored[], input = noClaims(), maxRuns?: number) {
+  const check = new UnorderedChainCheck(input, maxRuns);
   for (const row of rows) check.row(bytesOf(row));
   return check.finish();
+}
+
+/** One pass over `rows`, joined as the verifier does. */
+function run(rows: Stored[], input = noClaims(), maxRuns?: number) {
+  return joinRuns([pass(rows, input, maxRuns)], input);
 }
 
 test('intact chains verify in any arrival order, with their tails', () => {
@@ -88,7 +93,7 @@ test('a previous hash that is not hex, or not 64 bytes, is never accepted', () =
   const check = new UnorderedChainCheck(noClaims());
   check.row(bytesOf(rows[0]!));
   check.row({ ...bytesOf(rows[1]!), previousHashAt: -1 });
-  assert.deepEqual(check.finish().suspects, ['alice']);
+  assert.deepEqual(joinRuns([check.finish()], noClaims()).suspects, ['alice']);
 });
 
 test('claims are checked on the rows they name; those beyond the tail are left for the caller', () => {
@@ -104,20 +109,55 @@ test('claims are checked on the rows they name; those beyond the tail are left f
   assert.deepEqual(run(alice, { ...noClaims(), anchored: rewritten }).suspects, ['alice']);
 });
 
-test('rows held for a predecessor are bounded: past the limit the actor goes to the ordered walk', () => {
+test('rows stored backwards join into one run as they arrive', () => {
+  const alice = chain('alice', 50);
+  const result = run([...alice].reverse(), noClaims(), 1);
+  assert.deepEqual(result.suspects, []);
+  assert.deepEqual(result.tails.get('alice'), { seq: 50, hash: alice[49]!.hash });
+});
+
+test('runs kept apart are bounded: past the limit the actor goes to the ordered walk', () => {
   const alice = chain('alice', 4);
-  const reversed = [...alice].reverse();
-  assert.deepEqual(run(reversed, noClaims(), 3).suspects, []);
-  assert.deepEqual(run(reversed, noClaims(), 2).suspects, ['alice']);
-  // The limit is shared: a suspect gives its held rows back.
-  const bob = chain('bob', 2);
-  const result = run([alice[3]!, alice[2]!, alice[3]!, bob[1]!, bob[0]!, alice[1]!, alice[0]!], noClaims(), 2);
+  // 1, then 3 (1 set aside), then 2 (3 set aside: two runs), then 4 (2 joins 3).
+  const scattered = [alice[0]!, alice[2]!, alice[1]!, alice[3]!];
+  assert.deepEqual(run(scattered, noClaims(), 2).suspects, []);
+  assert.deepEqual(run(scattered, noClaims(), 1).suspects, ['alice']);
+  // The limit is shared: a suspect gives its runs back.
+  const bob = chain('bob', 3);
+  const result = run([alice[0]!, alice[2]!, alice[2]!, bob[1]!, bob[0]!, bob[2]!], noClaims(), 1);
   assert.deepEqual(result.suspects, ['alice']);
   assert.deepEqual([...result.tails.keys()], ['bob']);
 });
 
+test('passes over different parts of the table join into whole chains', () => {
+  const alice = chain('alice', 9);
+  const bob = chain('bob', 4);
+  const parts = [
+    pass([alice[0]!, alice[1]!, bob[2]!, alice[6]!, alice[7]!, alice[8]!]),
+    pass([bob[0]!, bob[1]!, alice[2]!, alice[3]!, alice[4]!, alice[5]!, bob[3]!]),
+  ];
+  const joined = joinRuns(parts, noClaims());
+  assert.deepEqual(joined.suspects, []);
+  assert.equal(joined.events, 13);
+  assert.deepEqual(joined.tails.get('alice'), { seq: 9, hash: alice[8]!.hash });
+
+  // A row in both parts, a row in neither, a part whose first row links elsewhere, a suspect in one part only.
+  const forged = { ...alice[3]!, prevHash: 'e'.repeat(64), hash: chainHash('e'.repeat(64), alice[3]!.record) };
+  const cases: Record<string, Stored[][]> = {
+    'read twice': [alice.slice(0, 5), alice.slice(4)],
+    missing: [alice.slice(0, 4), alice.slice(5)],
+    'broken link between parts': [alice.slice(0, 3), [forged]],
+    'suspect in one part': [alice.slice(0, 4), alice.slice(4).map((row) => (row.seq === 7 ? { ...row, record: row.record.replace('"a7"', '"zz"') } : row))],
+  };
+  for (const [name, rows] of Object.entries(cases)) {
+    const result = joinRuns([pass([...rows[0]!, ...bob]), pass(rows[1]!)], noClaims());
+    assert.deepEqual(result.suspects, ['alice'], name);
+    assert.deepEqual([...result.tails.keys()], ['bob'], name);
+  }
+});
+
 test('joined with the ordered walk of the suspects, counts and tails add up', () => {
-  const fast = [run(chain('alice', 3)), run(chain('bob', 2))];
+  const fast = run([...chain('alice', 3), ...chain('bob', 2)]);
   const ordered = {
     actors: 1, events: 5, uncoveredEvents: 5, tails: new Map([['carol', { seq: 5, hash: 'c'.repeat(64) }]]),
     findings: [{ kind: 'gap' as const, actor: 'carol', sequence: 2, detail: 'x' }], findingsTotal: 1, unmatchedClaims: new Map(), unmatchedAnchored: new Map(),
