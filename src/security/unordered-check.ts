@@ -113,14 +113,14 @@ export class UnorderedChainCheck {
     const hash = row.previousHashAt < 0 || row.hashAt < 0 ? undefined : chainHashOfBytes(bytes, row.previousHashAt, bytes, row.recordStart, row.recordEnd);
     const claim = state.claims?.get(row.seq);
     const anchoredClaim = state.anchored?.get(row.seq);
-    if (hash === undefined || !hexEquals(bytes, row.hashAt, hash)
+    if (hash === undefined || latin1(bytes, row.hashAt) !== hash
       || !recordBytesAgree(bytes, row.recordStart, row.recordEnd, row.actorStart, row.actorEnd, row.idStart, row.idEnd, row.seq, row.eventTimeMs, row.receivedAtMs)
       || (claim !== undefined && claim.hash !== hash) || (anchoredClaim !== undefined && anchoredClaim.hash !== hash)) {
       this.#suspect(state);
       return;
     }
     if (row.seq === state.next) {
-      if (!hexEquals(bytes, row.previousHashAt, state.last)) {
+      if (latin1(bytes, row.previousHashAt) !== state.last) {
         this.#suspect(state);
         return;
       }
@@ -133,7 +133,7 @@ export class UnorderedChainCheck {
       return;
     }
     state.first = row.seq;
-    state.firstPrevious = Buffer.from(bytes.buffer, bytes.byteOffset + row.previousHashAt, 64).toString('latin1');
+    state.firstPrevious = latin1(bytes, row.previousHashAt);
     state.next = row.seq + 1;
     state.last = hash;
   }
@@ -238,10 +238,13 @@ function beyond(claims: Map<number, Claim>, tail: number): Map<number, Claim> {
   return new Map([...claims].filter(([seq]) => seq > tail));
 }
 
-function hexEquals(bytes: Uint8Array, at: number, hex: string): boolean {
-  for (let k = 0; k < 64; k += 1) if (bytes[at + k] !== hex.charCodeAt(k)) return false;
-  return true;
+const latin1Slice = Buffer.prototype.latin1Slice;
+
+/** The 64 hex bytes at `at` as a string: compared whole, faster than byte by byte against one. */
+function latin1(bytes: Uint8Array, at: number): string {
+  return latin1Slice.call(bytes, at, at + 64);
 }
+
 
 /**
  * One result as the ordered walk alone would have given: the fast pass's verified actors joined
