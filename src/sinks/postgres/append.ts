@@ -10,8 +10,11 @@
  *   locks inside PostgreSQL.
  * - Speculation: while batch N's rows are being written, batch N+1 is hashed in Node on the heads
  *   batch N will leave. Under its locks batch N+1 then only checks that the heads are what it
- *   assumed (one statement that returns nothing when they are). Where another writer moved a
- *   head, or batch N failed, the actual head comes back and those actors are re-hashed.
+ *   assumed. Where another writer moved a head, or batch N failed, the actual head comes back
+ *   and those actors are re-hashed.
+ * - The common case (every head exists, none moved) is one message on a server: the heads
+ *   statement, then the rows by bulk COPY (`copyMessage`); the other cases, and PGlite, use one
+ *   statement that inserts from arrays (`writePlanned`).
  * - Redelivery: the unique event id decides. A batch is written without looking ids up first; if
  *   an id is already stored the insert fails, the transaction rolls back, and the batch is
  *   redone with a lookup, keeping the stored events' positions.
@@ -21,6 +24,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { AuditEvent, EventId } from '../../public/index.ts';
 import { canonicalJson, CanonicalJsonError } from '../../security/canonical-json.ts';
 import { canonicalRecord, chainHashUnchecked, GENESIS_HASH, isHashHex, NO_ACTOR, type ChainPosition } from '../../security/chain.ts';
+import { copyTextField } from './copy-in.ts';
 import type { ChainDb } from './db.ts';
 
 /**
@@ -72,11 +76,14 @@ interface Plan {
   readonly to: Map<string, Head>;
   readonly positions: Map<EventId, ChainPosition>;
   readonly appended: number;
-  /** Built with the plan, so sending the statement costs the next batch no time (see `writePlanned`). */
-  readonly params: {
+  /** The rows to write, column by column. */
+  readonly rows: {
+    readonly actors: string[]; readonly seqs: number[]; readonly ids: string[]; readonly prevs: string[]; readonly hashes: string[];
+    readonly records: string[]; readonly times: string[]; readonly receiveds: string[];
+  };
+  /** Statement parameters for the heads, built with the plan so sending costs the next batch no time. */
+  readonly heads: {
     readonly actors: TextList; readonly fromSeqs: string; readonly fromHashes: string;
-    readonly rowActors: TextList; readonly seqs: string; readonly ids: TextList; readonly prevs: string; readonly hashes: string;
-    readonly records: string; readonly times: string; readonly receiveds: string;
     readonly movedActors: TextList; readonly movedSeqs: string; readonly movedHashes: string;
   };
 }
@@ -95,6 +102,19 @@ function textList(values: readonly string[]): TextList {
 
 function textArray(list: TextList) {
   return 'joined' in list ? sql`string_to_array(${list.joined}, ${RECORD_SEPARATOR})` : sql`${list.array}::text[]`;
+}
+
+/** `textArray` written out as SQL text, for a message without parameters. */
+function textArrayLiteral(list: TextList): string {
+  return 'joined' in list
+    ? `string_to_array(${textLiteral(list.joined)}, chr(30))`
+    : `ARRAY[${list.array.map(textLiteral).join(',')}]::text[]`;
+}
+
+/** A string constant holding `value` whatever standard_conforming_strings says (as pg's escapeLiteral, without its loop per character). */
+function textLiteral(value: string): string {
+  const quoted = value.replaceAll("'", "''");
+  return value.includes('\\') ? ` E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
 }
 
 /** A statement the database refused because of one row's values: the row must be isolated, not retried. */
@@ -202,24 +222,38 @@ function plan(items: readonly Prepared[], heads: ReadonlyMap<string, Head>, stor
     to,
     positions,
     appended: ids.length,
-    params: {
+    rows: { actors: actor, seqs, ids, prevs, hashes, records, times, receiveds },
+    heads: {
       actors: textList([...from.keys()]),
       fromSeqs: fromHeads.map((head) => head.seq).join(','),
       fromHashes: fromHeads.map((head) => head.hash).join(','),
-      rowActors: textList(actor),
-      seqs: seqs.join(','),
-      ids: textList(ids),
-      prevs: prevs.join(','),
-      hashes: hashes.join(','),
-      records: records.join(RECORD_SEPARATOR),
-      times: times.join(','),
-      receiveds: receiveds.join(','),
       movedActors: textList(moved.map(([name]) => name)),
       movedSeqs: moved.map(([, head]) => head.seq).join(','),
       movedHashes: moved.map(([, head]) => head.hash).join(','),
     },
   };
 }
+
+/** The plan's rows in COPY's text format, in the column order of `COPY_COLUMNS`. */
+function copyRows(planned: Plan): Buffer {
+  const { actors, seqs, ids, prevs, hashes, records, times, receiveds } = planned.rows;
+  const lines = new Array<string>(seqs.length);
+  for (let i = 0; i < seqs.length; i += 1) {
+    // Canonical JSON holds no raw tab or line break (it escapes them): only its backslashes need doubling.
+    const record = records[i]!.includes('\\') ? records[i]!.replaceAll('\\', '\\\\') : records[i]!;
+    lines[i] = `${copyTextField(actors[i]!)}\t${seqs[i]}\t${copyTextField(ids[i]!)}\t${prevs[i]}\t${hashes[i]}\t${record}\t${times[i]}\t${receiveds[i]}\n`;
+  }
+  return Buffer.from(lines.join(''), 'utf8');
+}
+
+const COPY_COLUMNS = 'actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at';
+
+/**
+ * Plain SQL has no statement that raises an error on a condition, but a failing cast is one:
+ * the heads statement casts this text (with the number of moved heads, so it is not a constant
+ * folded at planning) to an integer when a head moved, and the error carries it back.
+ */
+const HEADS_MOVED = 'auditpipe: chain heads moved:';
 
 /** A promise with its resolver, for the hand-over points between consecutive batches. */
 function signal(): { promise: Promise<void>; resolve: () => void } {
@@ -232,6 +266,8 @@ export class ChainAppender {
   private readonly db: ChainDb;
   private readonly events;
   private readonly heads;
+  private readonly headsTable: string;
+  private readonly copyStatement: string;
   /** Actors whose head row is committed (auditpipe never deletes one): no head-creating INSERT needed. */
   private readonly existingHeads = new Set<string>();
   /** The heads each actor will have once every batch hashed so far commits: what the next batch assumes. */
@@ -243,6 +279,9 @@ export class ChainAppender {
     this.db = db;
     this.events = sql.id(schema, 'chain_events');
     this.heads = sql.id(schema, 'chain_heads');
+    const quoted = `"${schema.replaceAll('"', '""')}"`;
+    this.headsTable = `${quoted}.chain_heads`;
+    this.copyStatement = `COPY ${quoted}.chain_events (${COPY_COLUMNS}) FROM STDIN`;
   }
 
   /**
@@ -263,10 +302,12 @@ export class ChainAppender {
       await yieldToIo();
       const speculative = batch.items.length > 0 ? plan(batch.items, this.assumedHeads, new Map()) : undefined;
       if (speculative) this.assume(speculative);
+      // Written out now, while the batch before is still being written: sending it then costs no time.
+      const message = speculative && this.db.statementsThenCopy ? this.copyMessage(speculative) : undefined;
       await previous.finished;
       abort?.throwIfAborted();
       const result: AppendResult = { positions: new Map(), rejected: [...batch.rejected], duplicates: 0, appended: 0, rehashed: 0 };
-      if (speculative) await this.appendIsolating(batch.items, speculative, result, hashed.resolve);
+      if (speculative) await this.appendIsolating(batch.items, speculative, result, hashed.resolve, message);
       return result;
     } catch (error) {
       // What later batches assumed may not have been written: they re-check under their locks anyway.
@@ -283,11 +324,11 @@ export class ChainAppender {
     for (const [actor, head] of planned.to) this.assumedHeads.set(actor, head);
   }
 
-  private async appendIsolating(items: readonly Prepared[], speculative: Plan | undefined, into: AppendResult, hashed: () => void): Promise<void> {
+  private async appendIsolating(items: readonly Prepared[], speculative: Plan | undefined, into: AppendResult, hashed: () => void, message?: CopyMessage): Promise<void> {
     try {
       let outcome;
       try {
-        outcome = (speculative && await this.appendAlone(speculative, hashed))
+        outcome = (speculative && await this.appendAlone(speculative, hashed, message))
           || await this.db.transaction((tx) => this.appendTx(tx, items, speculative, false, hashed));
       } catch (error) {
         if (!isStoredIdConflict(error)) throw error;
@@ -314,16 +355,20 @@ export class ChainAppender {
   }
 
   /**
-   * The common case in one statement and no transaction around it: every actor already has a
-   * head row and the heads are where the plan assumed. Undefined when they are not (nothing
-   * was written then).
+   * The common case: every actor already has a head row and the heads are where the plan
+   * assumed. On a server: one message that locks, checks and moves the heads, then COPYs the
+   * rows in (`copyPlanned`). On PGlite: one statement. Either way one implicit transaction and
+   * one round trip. Undefined when the heads are not where assumed (nothing was written then).
    */
-  private async appendAlone(planned: Plan, hashed: () => void) {
+  private async appendAlone(planned: Plan, hashed: () => void, message?: CopyMessage) {
     const actors = [...planned.from.keys()];
     if (!actors.every((actor) => this.existingHeads.has(actor))) return undefined;
     hashed();
-    const differing = await this.db.statement((db) => this.writePlanned(db, planned));
-    if (differing.length > 0) return undefined;
+    if (this.db.statementsThenCopy) {
+      if (!await this.copyPlanned(message ?? this.copyMessage(planned))) return undefined;
+    } else if ((await this.db.statement((db) => this.writePlanned(db, planned))).length > 0) {
+      return undefined;
+    }
     return { positions: planned.positions, duplicates: 0, appended: planned.appended, actors, rehashed: 0 };
   }
 
@@ -387,27 +432,75 @@ export class ChainAppender {
    * plan starts (nothing was written then; the locks are kept until the transaction ends).
    */
   private async writePlanned(db: Kysely<any>, planned: Plan) {
-    const p = planned.params;
-    const result = await sql<{ actor: string; seq: string | number | null; hash: string | null }>`
+    const h = planned.heads;
+    const r = planned.rows;
+    const result = await sql<HeadRow>`
       WITH locked AS MATERIALIZED (
-        SELECT actor, seq, hash FROM ${this.heads} WHERE actor = ANY(${textArray(p.actors)}) ORDER BY actor FOR UPDATE),
+        SELECT actor, seq, hash FROM ${this.heads} WHERE actor = ANY(${textArray(h.actors)}) ORDER BY actor FOR UPDATE),
       differing AS MATERIALIZED (
         SELECT e.actor, l.seq, l.hash
-        FROM unnest(${textArray(p.actors)}, string_to_array(${p.fromSeqs}, ',')::int8[], string_to_array(${p.fromHashes}, ',')) AS e(actor, seq, hash)
+        FROM unnest(${textArray(h.actors)}, string_to_array(${h.fromSeqs}, ',')::int8[], string_to_array(${h.fromHashes}, ',')) AS e(actor, seq, hash)
         LEFT JOIN locked l ON l.actor = e.actor
         WHERE l.seq IS DISTINCT FROM e.seq OR l.hash IS DISTINCT FROM e.hash),
       appended AS (
         INSERT INTO ${this.events} (actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at)
-        SELECT * FROM unnest(${textArray(p.rowActors)}, string_to_array(${p.seqs}, ',')::int8[], ${textArray(p.ids)},
-          string_to_array(${p.prevs}, ','), string_to_array(${p.hashes}, ','),
-          string_to_array(${p.records}, ${RECORD_SEPARATOR}),
-          string_to_array(${p.times}, ',')::timestamptz[], string_to_array(${p.receiveds}, ',')::timestamptz[])
+        SELECT * FROM unnest(${textArray(textList(r.actors))}, string_to_array(${r.seqs.join(',')}, ',')::int8[], ${textArray(textList(r.ids))},
+          string_to_array(${r.prevs.join(',')}, ','), string_to_array(${r.hashes.join(',')}, ','),
+          string_to_array(${r.records.join(RECORD_SEPARATOR)}, ${RECORD_SEPARATOR}),
+          string_to_array(${r.times.join(',')}, ',')::timestamptz[], string_to_array(${r.receiveds.join(',')}, ',')::timestamptz[])
         WHERE NOT EXISTS (SELECT FROM differing)),
       moved AS (
         UPDATE ${this.heads} AS h SET seq = v.seq, hash = v.hash
-        FROM unnest(${textArray(p.movedActors)}, string_to_array(${p.movedSeqs}, ',')::int8[], string_to_array(${p.movedHashes}, ',')) AS v(actor, seq, hash)
+        FROM unnest(${textArray(h.movedActors)}, string_to_array(${h.movedSeqs}, ',')::int8[], string_to_array(${h.movedHashes}, ',')) AS v(actor, seq, hash)
         WHERE h.actor = v.actor AND NOT EXISTS (SELECT FROM differing))
       SELECT actor, seq, hash FROM differing`.execute(db);
     return result.rows;
   }
+
+  /**
+   * `writePlanned` as one message with the rows in COPY's text format. A simple-query message
+   * takes no parameters, so the heads' values are written into the statement as literals. The
+   * rows go out with it, before the heads are checked, so a moved head must stop the COPY: the
+   * statement then fails, which rolls the message back (see `HEADS_MOVED`).
+   */
+  private copyMessage(planned: Plan): CopyMessage {
+    const h = planned.heads;
+    const text = `WITH locked AS MATERIALIZED (
+        SELECT actor, seq, hash FROM ${this.headsTable} WHERE actor = ANY(${textArrayLiteral(h.actors)}) ORDER BY actor FOR UPDATE),
+      differing AS MATERIALIZED (
+        SELECT e.actor FROM unnest(${textArrayLiteral(h.actors)}, string_to_array('${h.fromSeqs}', ',')::int8[], string_to_array('${h.fromHashes}', ',')) AS e(actor, seq, hash)
+        LEFT JOIN locked l ON l.actor = e.actor
+        WHERE l.seq IS DISTINCT FROM e.seq OR l.hash IS DISTINCT FROM e.hash),
+      moved AS (
+        UPDATE ${this.headsTable} AS h SET seq = v.seq, hash = v.hash
+        FROM unnest(${textArrayLiteral(h.movedActors)}, string_to_array('${h.movedSeqs}', ',')::int8[], string_to_array('${h.movedHashes}', ',')) AS v(actor, seq, hash)
+        WHERE h.actor = v.actor AND NOT EXISTS (SELECT FROM differing))
+      SELECT CASE WHEN count(*) = 0 THEN 0 ELSE ('${HEADS_MOVED} ' || count(*))::int END FROM differing;
+      ${this.copyStatement}`;
+    return { text, rows: copyRows(planned) };
+  }
+
+  /** Whether the message was written; false when a head was not where the plan starts (nothing was written). */
+  private async copyPlanned(message: CopyMessage): Promise<boolean> {
+    try {
+      await this.db.statementsThenCopy!(message.text, message.rows);
+      return true;
+    } catch (error) {
+      if ((error as { code?: unknown }).code === '22P02' && String((error as Error).message).includes(HEADS_MOVED)) return false;
+      throw error;
+    }
+  }
+}
+
+/** A plan as one simple-query message: the heads statement and COPY, and the COPY's rows. */
+interface CopyMessage {
+  readonly text: string;
+  readonly rows: Buffer;
+}
+
+/** A head row as the plan statement returns it: where it is, or NULLs when it is missing. */
+interface HeadRow {
+  readonly actor: string;
+  readonly seq: string | number | null;
+  readonly hash: string | null;
 }

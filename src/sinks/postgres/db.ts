@@ -6,6 +6,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } f
 import path from 'node:path';
 import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
+import { statementsThenCopy } from './copy-in.ts';
 import { textRowsOf } from './verify-rows.ts';
 
 export interface ChainDb {
@@ -15,6 +16,12 @@ export interface ChainDb {
   readonly where: string;
   /** Runs `work` in one READ COMMITTED transaction. Embedded: one at a time (PGlite has one session). */
   transaction<T>(work: (tx: Transaction<any>) => Promise<T>): Promise<T>;
+  /**
+   * PostgreSQL only: statements, then `COPY … FROM STDIN` with `data`, in one message run as one
+   * implicit transaction (`statementsThenCopy`): the chain append's common case. The number of
+   * rows copied. PGlite has no such path.
+   */
+  readonly statementsThenCopy?: (text: string, data: Buffer) => Promise<number>;
   /** Runs read-only statements outside a transaction. */
   read<T>(work: (db: Kysely<any>) => Promise<T>): Promise<T>;
   /** Runs one statement that writes, as its own transaction (no BEGIN/COMMIT round trips). */
@@ -96,6 +103,19 @@ export function openPostgres(options: PostgresOptions): ChainDb {
     embedded: false,
     where: describeUrl(options.url),
     transaction: (work) => track(() => kysely.transaction().execute(work)),
+    statementsThenCopy: (text, data) => track(async () => {
+      const client = await pool.connect();
+      let failure: Error | undefined;
+      try {
+        return await statementsThenCopy(client, text, data);
+      } catch (error) {
+        // A connection-level failure closes the connection instead of returning it to the pool.
+        if (isConnectionError(error)) failure = error as Error;
+        throw error;
+      } finally {
+        client.release(failure);
+      }
+    }),
     read: (work) => track(() => work(kysely)),
     statement: (work) => track(() => work(kysely)),
     readTextRows: (text, values) => track(() => textRows(text, values)),

@@ -119,4 +119,30 @@ describe('chain appends', () => {
     assert.equal(result.positions.get(`new-0` as never)?.sequence, 11);
     await assertIntact(a!, 60);
   });
+
+  it('stores every character of actors, ids and records exactly, through the bulk COPY of the common case', async () => {
+    const { schema, stores: [store] } = await stores(1);
+    const odd = ['tab\there', 'line\nbreak\r', 'back\\slash\\t', "quote ' and \" ", 'sep\u001erecord', 'ünïcödé 🔏', '\\.'];
+    const batch = (round: number) => odd.map((text, i) => event(`${text}#${round}`, text, { note: `${text} ${round}`, n: i }));
+    await store!.append(batch(1)); // creates the heads
+    const db = store!.db as { statementsThenCopy?: (text: string, data: Buffer) => Promise<number> };
+    const copy = db.statementsThenCopy!;
+    const copied: number[] = [];
+    db.statementsThenCopy = async (text, data) => {
+      const rows = await copy(text, data);
+      copied.push(rows);
+      return rows;
+    };
+    const second = await store!.append(batch(2)); // every head exists: heads statement and COPY in one message
+    assert.deepEqual(copied, [odd.length], 'written by the COPY path, not the fallback statement');
+    assert.equal(second.appended, odd.length);
+    assert.equal(second.rehashed, 0);
+    const rows = (await adminQuery(`SELECT actor, event_id, canonical FROM ${schema}.chain_events WHERE seq = 2 ORDER BY actor`, [], database)).rows;
+    assert.deepEqual(rows.map((r) => r.actor), [...odd].sort((a, b) => (Buffer.compare(Buffer.from(a), Buffer.from(b)))));
+    for (const row of rows) {
+      assert.equal(row.event_id, `${row.actor}#2`);
+      assert.equal(JSON.parse(row.canonical).event.note, `${row.actor} 2`);
+    }
+    await assertIntact(store!, 2 * odd.length);
+  });
 });
