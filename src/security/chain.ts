@@ -56,13 +56,21 @@ const HASH_INPUT_OFFSET = TAG_BYTES.length + 32;
 let scratch = Buffer.allocUnsafe(64 * 1024);
 TAG_BYTES.copy(scratch, 0);
 
+/** Views of the first n bytes of `scratch`, by n: hashing a record allocates nothing. */
+let prefixes: Uint8Array[] = [];
+
 /** The reused hash input buffer, grown (tag in place) to hold `bytes`. */
 function hashInput(bytes: number): Buffer {
   if (bytes > scratch.length) {
     scratch = Buffer.allocUnsafe(bytes);
     TAG_BYTES.copy(scratch, 0);
+    prefixes = [];
   }
   return scratch;
+}
+
+function prefix(length: number): Uint8Array {
+  return prefixes[length] ??= new Uint8Array(scratch.buffer, scratch.byteOffset, length);
 }
 
 /**
@@ -96,7 +104,7 @@ export function chainHashOfBytes(previousHex: Uint8Array, at: number, record: Ui
     input[TAG_BYTES.length + k] = (high << 4) | low;
   }
   Buffer.prototype.copy.call(record, input, HASH_INPUT_OFFSET, start, end);
-  return hash('sha256', input.subarray(0, needed), 'hex');
+  return hash('sha256', prefix(needed), 'hex');
 }
 
 /** A stored chain position, as receipts and the read API report it. */

@@ -207,7 +207,10 @@ export class CopyParser {
     let b = bytes;
     let i = start;
     let stop = end;
-    if (this.#rest) {
+    if (this.#rest && !this.#header) {
+      i = this.#finishRow(bytes, start, end);
+      if (i < 0) return;
+    } else if (this.#rest) {
       b = Buffer.concat([this.#rest, bytes.subarray(start, end)]);
       i = 0;
       stop = b.length;
@@ -234,6 +237,33 @@ export class CopyParser {
       i = next;
     }
     if (i < stop) this.#rest = Buffer.from(b.subarray(i, stop));
+  }
+
+  /**
+   * Completes the row begun in the previous piece with as few of this piece's bytes as it needs
+   * (copying the whole piece onto it cost more than parsing it); where parsing goes on in
+   * `bytes`, or -1 when the piece is used up.
+   */
+  #finishRow(bytes: Buffer, start: number, end: number): number {
+    const rest = this.#rest!;
+    for (let take = Math.min(end - start, Math.max(4096, rest.length)); ; take = Math.min(end - start, take * 4)) {
+      const joined = Buffer.concat([rest, bytes.subarray(start, start + take)]);
+      const next = this.#reader.parse(joined, 0, joined.length);
+      if (next === TRAILER) {
+        this.#ended = true;
+        if (rest.length + end - start !== 2) throw new Error('the binary COPY went on after its trailer');
+        return -1;
+      }
+      if (next >= 0) {
+        this.#rest = undefined;
+        this.#onRow(this.#reader.row);
+        return start + next - rest.length;
+      }
+      if (take === end - start) {
+        this.#rest = joined;
+        return -1;
+      }
+    }
   }
 
   /** The number of rows; throws unless the stream ended with its trailer. */
