@@ -46,8 +46,8 @@ Read-only. Exit 0: intact; 1: findings; 2: usage or access error.
   --s3-path-style     path-style URLs, as most self-hosted servers need
   --signature-keys F  also re-verify the client signatures of stored events against the keys
                       in F (the signature_keys_file format: a list, {keys: [...]}, or a JWKS)
-  --workers N         threads checking the rows of a PostgreSQL store, each reading its share
-                      of the actors with a binary COPY on a connection of its own (default:
+  --workers N         threads checking the rows of a PostgreSQL store, each reading chunks of
+                      the table with a binary COPY on a connection of its own (default:
                       the CPU count, at most 8, and one per 100,000 events; 1 = one thread;
                       the embedded store and the single executable use one)
   --json              print the report as JSON

@@ -145,4 +145,18 @@ describe('chain appends', () => {
     }
     await assertIntact(store!, 2 * odd.length);
   });
+
+  it('a refused row in a batch written by COPY: the others commit, in order, with no gap', async () => {
+    const { schema, stores: [store] } = await stores(1);
+    await store!.append([event('c-1', 'dave'), event('c-2', 'erin')]); // the heads exist from here on
+    const result = await store!.append([
+      event('c-3', 'dave'), event('c-4', 'dave', { note: 'nul \u0000' }), event('c-5', 'dave', { note: '\\u0000 as text' }), event('c-6', 'erin'),
+    ]);
+    assert.deepEqual(result.rejected.map((r) => r.id), ['c-4']);
+    assert.match(result.rejected[0]!.reason, /chain_events_no_nul/);
+    assert.equal(result.appended, 3);
+    const rows = (await adminQuery(`SELECT event_id, seq FROM ${schema}.chain_events WHERE actor = 'dave' ORDER BY seq`, [], database)).rows;
+    assert.deepEqual(rows.map((r) => [r.event_id, Number(r.seq)]), [['c-1', 1], ['c-3', 2], ['c-5', 3]]);
+    await assertIntact(store!, 5);
+  });
 });
