@@ -82,7 +82,7 @@ export function chainHashUnchecked(previousHash: string, record: string): string
   const input = hashInput(HASH_INPUT_OFFSET + record.length * 3);
   input.write(previousHash, TAG_BYTES.length, 'hex');
   const length = input.write(record, HASH_INPUT_OFFSET, 'utf8');
-  return hash('sha256', input.subarray(0, HASH_INPUT_OFFSET + length), 'hex');
+  return hash('sha256', prefix(HASH_INPUT_OFFSET + length), 'hex');
 }
 
 /** Lowercase hex digit values; 255 for every other byte. */
