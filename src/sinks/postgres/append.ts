@@ -254,6 +254,8 @@ const COPY_COLUMNS = 'actor, seq, event_id, prev_hash, hash, canonical, event_ti
  * folded at planning) to an integer when a head moved, and the error carries it back.
  */
 const HEADS_MOVED = 'auditpipe: chain heads moved:';
+const HEX_LIST = /^[0-9a-f,]*$/;
+const DIGIT_LIST = /^[0-9,]*$/;
 
 /** A promise with its resolver, for the hand-over points between consecutive batches. */
 function signal(): { promise: Promise<void>; resolve: () => void } {
@@ -364,8 +366,9 @@ export class ChainAppender {
     const actors = [...planned.from.keys()];
     if (!actors.every((actor) => this.existingHeads.has(actor))) return undefined;
     hashed();
-    if (this.db.statementsThenCopy) {
-      if (!await this.copyPlanned(message ?? this.copyMessage(planned))) return undefined;
+    const copy = this.db.statementsThenCopy ? message ?? this.copyMessage(planned) : undefined;
+    if (copy) {
+      if (!await this.copyPlanned(copy)) return undefined;
     } else if ((await this.db.statement((db) => this.writePlanned(db, planned))).length > 0) {
       return undefined;
     }
@@ -463,8 +466,10 @@ export class ChainAppender {
    * rows go out with it, before the heads are checked, so a moved head must stop the COPY: the
    * statement then fails, which rolls the message back (see `HEADS_MOVED`).
    */
-  private copyMessage(planned: Plan): CopyMessage {
+  private copyMessage(planned: Plan): CopyMessage | undefined {
     const h = planned.heads;
+    // Written into SQL text: hashes and sequences must be what they say (they are unless a head row was edited by hand).
+    if (!HEX_LIST.test(h.fromHashes) || !HEX_LIST.test(h.movedHashes) || !DIGIT_LIST.test(h.fromSeqs) || !DIGIT_LIST.test(h.movedSeqs)) return undefined;
     const text = `WITH locked AS MATERIALIZED (
         SELECT actor, seq, hash FROM ${this.headsTable} WHERE actor = ANY(${textArrayLiteral(h.actors)}) ORDER BY actor FOR UPDATE),
       differing AS MATERIALIZED (
