@@ -33,7 +33,18 @@ const NEEDS_CARE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 function serializeString(value: string): string {
   // Most strings need no escaping; quoting them directly avoids a JSON.stringify call per string.
-  if (!NEEDS_CARE.test(value)) return '"' + value + '"';
+  // Events are mostly short strings, where a loop costs less than running the regular expression.
+  if (value.length <= 32) {
+    for (let i = 0; i < value.length; i += 1) {
+      const c = value.charCodeAt(i);
+      if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return escaped(value);
+    }
+    return '"' + value + '"';
+  }
+  return NEEDS_CARE.test(value) ? escaped(value) : '"' + value + '"';
+}
+
+function escaped(value: string): string {
   if (!value.isWellFormed()) fail('lone surrogate in a string');
   return JSON.stringify(value);
 }

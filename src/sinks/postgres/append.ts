@@ -136,11 +136,18 @@ function describeRowError(error: unknown): string {
 }
 
 const ISO_MILLISECONDS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+/** The last time `columnTime` found already in column form. */
+let lastColumnTime = '';
 
 /** Milliseconds-precision UTC of an RFC 3339 time: what the event_time/received_at columns hold. */
 export function columnTime(rfc3339: string): string {
+  // The events of a batch mostly share their receipt time (and often their event time).
+  if (rfc3339 === lastColumnTime) return rfc3339;
   // Receipt times (and many event times) are already in this form: skip the round trip through Date.
-  if (ISO_MILLISECONDS.test(rfc3339) && !Number.isNaN(Date.parse(rfc3339))) return rfc3339;
+  if (ISO_MILLISECONDS.test(rfc3339) && !Number.isNaN(Date.parse(rfc3339))) {
+    lastColumnTime = rfc3339;
+    return rfc3339;
+  }
   const ms = Date.parse(rfc3339);
   if (Number.isNaN(ms)) throw new CanonicalJsonError(`time ${JSON.stringify(rfc3339)} is not RFC 3339`);
   return new Date(ms).toISOString();

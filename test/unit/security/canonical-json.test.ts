@@ -56,6 +56,17 @@ test('agrees with the reference implementation (the canonicalize package) on ran
   }
 });
 
+test('strings around the length where the escape check changes method agree with the reference', async () => {
+  const { default: reference } = await import('canonicalize');
+  for (const length of [0, 1, 31, 32, 33, 100]) {
+    for (const last of ['x', '"', '\\', '\n', '\u0001', '\u007f', 'é', '😀', '\u2028']) {
+      const text = 'a'.repeat(Math.max(0, length - last.length)) + last;
+      assert.equal(canonicalJson({ [text]: text }), reference({ [text]: text }), JSON.stringify(text));
+    }
+    assert.throws(() => canonicalJson({ s: `${'a'.repeat(length)}\ud800` }), CanonicalJsonError);
+  }
+});
+
 test('very deep nesting is a clear error, not a crash', () => {
   const deep = JSON.parse('['.repeat(200_000) + ']'.repeat(200_000));
   assert.throws(() => canonicalJson(deep), CanonicalJsonError);
