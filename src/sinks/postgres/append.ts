@@ -477,10 +477,11 @@ export class ChainAppender {
     const h = planned.heads;
     // Written into SQL text: hashes and sequences must be what they say (they are unless a head row was edited by hand).
     if (!HEX_LIST.test(h.fromHashes) || !HEX_LIST.test(h.movedHashes) || !DIGIT_LIST.test(h.fromSeqs) || !DIGIT_LIST.test(h.movedSeqs)) return undefined;
+    const actors = textArrayLiteral(h.actors);
     const text = `WITH locked AS MATERIALIZED (
-        SELECT actor, seq, hash FROM ${this.headsTable} WHERE actor = ANY(${textArrayLiteral(h.actors)}) ORDER BY actor FOR UPDATE),
+        SELECT actor, seq, hash FROM ${this.headsTable} WHERE actor = ANY(${actors}) ORDER BY actor FOR UPDATE),
       differing AS MATERIALIZED (
-        SELECT e.actor FROM unnest(${textArrayLiteral(h.actors)}, string_to_array('${h.fromSeqs}', ',')::int8[], string_to_array('${h.fromHashes}', ',')) AS e(actor, seq, hash)
+        SELECT e.actor FROM unnest(${actors}, string_to_array('${h.fromSeqs}', ',')::int8[], string_to_array('${h.fromHashes}', ',')) AS e(actor, seq, hash)
         LEFT JOIN locked l ON l.actor = e.actor
         WHERE l.seq IS DISTINCT FROM e.seq OR l.hash IS DISTINCT FROM e.hash),
       moved AS (

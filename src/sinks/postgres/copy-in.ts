@@ -17,19 +17,16 @@ interface CopyInConnection {
 }
 
 class StatementsThenCopy implements pg.Submittable {
-  readonly done: Promise<number>;
+  readonly #settle = Promise.withResolvers<number>();
+  readonly done = this.#settle.promise;
   readonly #text: string;
   readonly #data: Buffer;
-  #settle!: { resolve: (rows: number) => void; reject: (error: Error) => void };
   #error: Error | undefined;
   #copied: number | undefined;
 
   constructor(text: string, data: Buffer) {
     this.#text = text;
     this.#data = data;
-    this.done = new Promise((resolve, reject) => {
-      this.#settle = { resolve, reject };
-    });
   }
 
   submit(connection: pg.Connection): void {

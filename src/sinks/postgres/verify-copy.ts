@@ -71,11 +71,12 @@ const IN_COPY = new Set([0x48, 0x4e, 0x53, 0x41]);
  * re-chunks it into a Readable and cost more still (docs/decisions.md, "Verify").
  */
 class CopyOut implements pg.Submittable {
-  readonly done: Promise<void>;
+  /** Undefined once settled. */
+  #settle: PromiseWithResolvers<void> | undefined = Promise.withResolvers<void>();
+  readonly done = this.#settle!.promise;
   readonly #text: string;
   readonly #onData: CopyDataHandler;
   #connection: pg.Connection | undefined;
-  #settle: { resolve: () => void; reject: (error: Error) => void } | undefined;
   #pgReader: ((chunk: Buffer) => void) | undefined;
   /** An incomplete message's bytes so far, and how long the whole message is (0: not known yet). */
   #partial: Buffer[] = [];
@@ -86,9 +87,6 @@ class CopyOut implements pg.Submittable {
   constructor(text: string, onData: CopyDataHandler) {
     this.#text = text;
     this.#onData = onData;
-    this.done = new Promise((resolve, reject) => {
-      this.#settle = { resolve, reject };
-    });
   }
 
   submit(connection: pg.Connection): void {

@@ -117,14 +117,28 @@ function checkChunks(client: pg.Client, job: Job): Promise<PassResult> {
   });
 }
 
-/** In a worker: this job's chunks on a connection of its own, in the snapshot of the main thread's transaction. */
-async function checkChunksOnOwnConnection(job: Job): Promise<PassResult> {
-  if (!/^[0-9A-F-]+$/i.test(job.snapshot)) throw new Error(`not a snapshot identifier: ${job.snapshot}`);
-  const client = connect(job.url);
+/**
+ * A read-only connection to `url` inside a transaction that sees exactly what the transaction
+ * that exported `snapshot` sees (which must still be open). Every worker reads through one.
+ */
+export async function connectInSnapshot(url: string, snapshot: string): Promise<pg.Client> {
+  if (!/^[0-9A-F-]+$/i.test(snapshot)) throw new Error(`not a snapshot identifier: ${snapshot}`);
+  const client = connect(url);
   try {
     await client.connect();
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
-    await client.query(`SET TRANSACTION SNAPSHOT '${job.snapshot}'`);
+    await client.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
+    return client;
+  } catch (error) {
+    await client.end();
+    throw error;
+  }
+}
+
+/** In a worker: this job's chunks on a connection of its own, in the snapshot of the main thread's transaction. */
+async function checkChunksOnOwnConnection(job: Job): Promise<PassResult> {
+  const client = await connectInSnapshot(job.url, job.snapshot);
+  try {
     const pass = await checkChunks(client, job);
     await client.query('COMMIT');
     return pass;
