@@ -159,4 +159,15 @@ describe('chain appends', () => {
     assert.deepEqual(rows.map((r) => [r.event_id, Number(r.seq)]), [['c-1', 1], ['c-3', 2], ['c-5', 3]]);
     await assertIntact(store!, 5);
   });
+
+  it('writes an event near the 1 MB limit through the COPY path, byte for byte', async () => {
+    const { schema, stores: [store] } = await stores(1);
+    await store!.append([event('big-0', 'frank')]);
+    const payload = `${'x'.repeat(450_000)}\\${'é'.repeat(200_000)}`;
+    const result = await store!.append([event('big-1', 'frank', { payload })]);
+    assert.equal(result.appended, 1);
+    const row = (await adminQuery(`SELECT canonical FROM ${schema}.chain_events WHERE event_id = 'big-1'`, [], database)).rows[0];
+    assert.equal(JSON.parse(row.canonical).event.payload, payload);
+    await assertIntact(store!, 2);
+  });
 });

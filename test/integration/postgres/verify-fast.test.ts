@@ -16,7 +16,7 @@ import { openPostgres } from '../../../src/sinks/postgres/db.ts';
 import { migrate } from '../../../src/sinks/postgres/migrations.ts';
 import { ChainStore } from '../../../src/sinks/postgres/store.ts';
 import { chainCopyStatement, copyOut, readCopy } from '../../../src/sinks/postgres/verify-copy.ts';
-import { checkAllRows } from '../../../src/sinks/postgres/verify-workers.ts';
+import { checkAllRows, connectInSnapshot } from '../../../src/sinks/postgres/verify-workers.ts';
 import { adminQuery, createDatabase, databaseUrl, dropDatabase } from './helpers.ts';
 
 const ACTORS = 30;
@@ -194,5 +194,44 @@ describe('verify, fast pass', () => {
   it('fails clearly, and leaves no thread behind, when the rows cannot be read', async () => {
     const input = { claims: new Map(), anchored: new Map(), finalClaims: new Map(), maxFindings: 10 };
     await assert.rejects(checkAllRows(databaseUrl(source), 'no_such_schema', 3, input), /no_such_schema/);
+  });
+
+  it('refuses a chunk size or block range that is not one', async () => {
+    const input = { claims: new Map(), anchored: new Map(), finalClaims: new Map(), maxFindings: 10 };
+    for (const chunkBlocks of [0, -4, 1.5, Number.NaN]) {
+      await assert.rejects(checkAllRows(databaseUrl(source), 'auditpipe', 2, input, { chunkBlocks }), /chunkBlocks must be a positive integer/);
+    }
+    for (const blocks of [{ from: -1 }, { from: 1.5 }, { from: 4, to: 4 }, { from: 0, to: 2 ** 32 }]) {
+      assert.throws(() => chainCopyStatement('auditpipe', blocks), /not a block range/);
+    }
+    assert.match(chainCopyStatement('auditpipe', { from: 8, to: 16 }), /ctid >= '\(8,0\)'::tid AND ctid < '\(16,0\)'::tid/);
+  });
+
+  it('every thread reads in the snapshot the first one exported: rows committed after it are not seen', async () => {
+    const copy = await copyOf();
+    const url = databaseUrl(copy);
+    const exporter = new pg.Client({ connectionString: url });
+    await exporter.connect();
+    try {
+      await exporter.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+      const { snapshot } = (await exporter.query<{ snapshot: string }>('SELECT pg_export_snapshot() AS snapshot')).rows[0]!;
+      const db = openPostgres({ url, poolSize: 2, statementTimeoutMs: 30_000 });
+      try {
+        assert.equal((await new ChainStore(db, 'auditpipe').append(events(2_400, 2_500))).appended, 100);
+      } finally {
+        await db.close();
+      }
+      const worker = await connectInSnapshot(url, snapshot);
+      try {
+        const seen = await worker.query<{ n: string }>('SELECT count(*) AS n FROM auditpipe.chain_events');
+        assert.equal(Number(seen.rows[0]!.n), 2_400, 'the 100 rows appended after the snapshot stay unseen');
+      } finally {
+        await worker.end();
+      }
+      await assert.rejects(connectInSnapshot(url, "x'; DROP TABLE auditpipe.chain_events; --"), /not a snapshot identifier/);
+    } finally {
+      await exporter.end();
+    }
+    assert.equal(Number((await adminQuery('SELECT count(*) AS n FROM auditpipe.chain_events', [], copy)).rows[0].n), 2_500);
   });
 });
