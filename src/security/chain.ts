@@ -11,7 +11,7 @@
  */
 import { hash } from 'node:crypto';
 import type { JsonObject } from '../public/index.ts';
-import { canonicalJson } from './canonical-json.ts';
+import { canonicalJson, canonicalString } from './canonical-json.ts';
 
 /** Domain separation: these bytes start every hashed record, so a chain hash is never another protocol's hash. */
 export const CHAIN_DOMAIN_TAG = 'auditpipe/chain/v1\n';
@@ -43,7 +43,9 @@ export interface ChainRecordFields {
  */
 export function canonicalRecord(fields: ChainRecordFields, eventCanonical = canonicalJson(fields.event)): string {
   if (!Number.isSafeInteger(fields.seq) || fields.seq < 1) throw new RangeError(`sequence must be a positive safe integer, got ${fields.seq}`);
-  return `{"actor":${canonicalJson(fields.actor)},"event":${eventCanonical},"id":${canonicalJson(fields.id)},"receivedAt":${canonicalJson(fields.receivedAt)},"seq":${fields.seq}}`;
+  // Joined rather than concatenated: one flat string, which hashing and writing read without first flattening it.
+  return ['{"actor":', canonicalString(fields.actor), ',"event":', eventCanonical, ',"id":', canonicalString(fields.id),
+    ',"receivedAt":', canonicalString(fields.receivedAt), ',"seq":', String(fields.seq), '}'].join('');
 }
 
 /** hash(n) from hash(n-1) and record(n); both hashes as lowercase hex. */

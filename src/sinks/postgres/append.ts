@@ -24,7 +24,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { AuditEvent, EventId } from '../../public/index.ts';
 import { canonicalJson, CanonicalJsonError } from '../../security/canonical-json.ts';
 import { canonicalRecord, chainHashUnchecked, GENESIS_HASH, isHashHex, NO_ACTOR, type ChainPosition } from '../../security/chain.ts';
-import { copyTextField } from './copy-in.ts';
+import { CopyBinaryRows, textBound } from './copy-in.ts';
 import type { ChainDb } from './db.ts';
 
 /**
@@ -241,18 +241,26 @@ function plan(items: readonly Prepared[], heads: ReadonlyMap<string, Head>, stor
   };
 }
 
-/** The plan's rows in COPY's text format, in the column order of `COPY_COLUMNS`. */
+/** The plan's rows in COPY's binary format, in the column order of `COPY_COLUMNS`. */
 function copyRows(planned: Plan): Buffer {
   const { actors, seqs, ids, prevs, hashes, records, times, receiveds } = planned.rows;
-  const lines = new Array<string>(seqs.length);
+  const rows = new CopyBinaryRows(seqs.length * 700);
   for (let i = 0; i < seqs.length; i += 1) {
-    // Canonical JSON holds no raw tab or line break (it escapes them): only its backslashes need doubling.
-    const record = records[i]!.includes('\\') ? records[i]!.replaceAll('\\', '\\\\') : records[i]!;
-    lines[i] = `${copyTextField(actors[i]!)}\t${seqs[i]}\t${copyTextField(ids[i]!)}\t${prevs[i]}\t${hashes[i]}\t${record}\t${times[i]}\t${receiveds[i]}\n`;
+    const actor = actors[i]!;
+    const id = ids[i]!;
+    const record = records[i]!;
+    const prev = prevs[i]!;
+    const hash = hashes[i]!;
+    rows.row(COPY_FIELDS, NUMBER_FIELD_BYTES + textBound(actor) + textBound(id) + textBound(prev) + textBound(hash) + textBound(record))
+      .text(actor).int8(seqs[i]!).text(id).text(prev).text(hash).text(record)
+      .timestamptz(times[i]!).timestamptz(receiveds[i]!);
   }
-  return Buffer.from(lines.join(''), 'utf8');
+  return rows.finish();
 }
 
+const COPY_FIELDS = 8;
+/** seq, event_time and received_at in a binary row. */
+const NUMBER_FIELD_BYTES = 3 * 12;
 const COPY_COLUMNS = 'actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at';
 
 /**
@@ -261,8 +269,6 @@ const COPY_COLUMNS = 'actor, seq, event_id, prev_hash, hash, canonical, event_ti
  * folded at planning) to an integer when a head moved, and the error carries it back.
  */
 const HEADS_MOVED = 'auditpipe: chain heads moved:';
-const HEX_LIST = /^[0-9a-f,]*$/;
-const DIGIT_LIST = /^[0-9,]*$/;
 
 /** A promise with its resolver, for the hand-over points between consecutive batches. */
 function signal(): { promise: Promise<void>; resolve: () => void } {
@@ -290,7 +296,7 @@ export class ChainAppender {
     this.heads = sql.id(schema, 'chain_heads');
     const quoted = `"${schema.replaceAll('"', '""')}"`;
     this.headsTable = `${quoted}.chain_heads`;
-    this.copyStatement = `COPY ${quoted}.chain_events (${COPY_COLUMNS}) FROM STDIN`;
+    this.copyStatement = `COPY ${quoted}.chain_events (${COPY_COLUMNS}) FROM STDIN (FORMAT binary)`;
   }
 
   /**
@@ -468,25 +474,23 @@ export class ChainAppender {
   }
 
   /**
-   * `writePlanned` as one message with the rows in COPY's text format. A simple-query message
+   * `writePlanned` as one message with the rows in COPY's binary format. A simple-query message
    * takes no parameters, so the heads' values are written into the statement as literals. The
    * rows go out with it, before the heads are checked, so a moved head must stop the COPY: the
    * statement then fails, which rolls the message back (see `HEADS_MOVED`).
    */
-  private copyMessage(planned: Plan): CopyMessage | undefined {
+  private copyMessage(planned: Plan): CopyMessage {
     const h = planned.heads;
-    // Written into SQL text: hashes and sequences must be what they say (they are unless a head row was edited by hand).
-    if (!HEX_LIST.test(h.fromHashes) || !HEX_LIST.test(h.movedHashes) || !DIGIT_LIST.test(h.fromSeqs) || !DIGIT_LIST.test(h.movedSeqs)) return undefined;
     const actors = textArrayLiteral(h.actors);
     const text = `WITH locked AS MATERIALIZED (
         SELECT actor, seq, hash FROM ${this.headsTable} WHERE actor = ANY(${actors}) ORDER BY actor FOR UPDATE),
       differing AS MATERIALIZED (
-        SELECT e.actor FROM unnest(${actors}, string_to_array('${h.fromSeqs}', ',')::int8[], string_to_array('${h.fromHashes}', ',')) AS e(actor, seq, hash)
+        SELECT e.actor FROM unnest(${actors}, string_to_array(${textLiteral(h.fromSeqs)}, ',')::int8[], string_to_array(${textLiteral(h.fromHashes)}, ',')) AS e(actor, seq, hash)
         LEFT JOIN locked l ON l.actor = e.actor
         WHERE l.seq IS DISTINCT FROM e.seq OR l.hash IS DISTINCT FROM e.hash),
       moved AS (
         UPDATE ${this.headsTable} AS h SET seq = v.seq, hash = v.hash
-        FROM unnest(${textArrayLiteral(h.movedActors)}, string_to_array('${h.movedSeqs}', ',')::int8[], string_to_array('${h.movedHashes}', ',')) AS v(actor, seq, hash)
+        FROM unnest(${textArrayLiteral(h.movedActors)}, string_to_array(${textLiteral(h.movedSeqs)}, ',')::int8[], string_to_array(${textLiteral(h.movedHashes)}, ',')) AS v(actor, seq, hash)
         WHERE h.actor = v.actor AND NOT EXISTS (SELECT FROM differing))
       SELECT CASE WHEN count(*) = 0 THEN 0 ELSE ('${HEADS_MOVED} ' || count(*))::int END FROM differing;
       ${this.copyStatement}`;

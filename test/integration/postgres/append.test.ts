@@ -170,4 +170,26 @@ describe('chain appends', () => {
     assert.equal(JSON.parse(row.canonical).event.payload, payload);
     await assertIntact(store!, 2);
   });
+  it('writes times and sequences exactly through the binary COPY: before 2000, centuries ahead, beyond 32 bits', async () => {
+    const { schema, stores: [store] } = await stores(1);
+    const times = ['1969-07-20T20:17:40.123Z', '1999-12-31T23:59:59.999Z', '2000-01-01T00:00:00.001Z', '2026-03-04T05:06:07.891234+02:00', '2399-12-31T23:59:59.999Z', '9999-12-31T23:59:59.999Z'];
+    const batch = (round: number) => times.map((time, i) => event(`t-${round}-${i}`, 'gina', { time }));
+    await store!.append(batch(1)); // creates the head
+    // A head beyond 32 bits (as a long-lived chain reaches): the next batch re-hashes on it, the one after goes by COPY.
+    await adminQuery(`UPDATE ${schema}.chain_heads SET seq = 4294967296 + 5 WHERE actor = 'gina'`, [], database);
+    assert.equal((await store!.append(batch(2))).rehashed, 1);
+    const db = store!.db as { statementsThenCopy?: (text: string, data: Buffer) => Promise<number> };
+    const copy = db.statementsThenCopy!;
+    let copied = 0;
+    db.statementsThenCopy = async (text, data) => (copied += await copy(text, data));
+    await store!.append(batch(3));
+    assert.equal(copied, times.length, 'written by the COPY path');
+    const rows = (await adminQuery(`SELECT event_id, seq::text AS seq, (extract(epoch FROM event_time) * 1000)::int8::text AS event_ms,
+      (extract(epoch FROM received_at) * 1000)::int8::text AS received_ms, canonical FROM ${schema}.chain_events WHERE event_id LIKE 't-3-%' ORDER BY seq`, [], database)).rows;
+    assert.deepEqual(rows.map((r) => r.seq), times.map((_, i) => String(4294967296 + 5 + times.length + 1 + i)));
+    rows.forEach((row, i) => {
+      assert.equal(row.event_ms, String(Date.parse(times[i]!)), `event time ${times[i]}`);
+      assert.equal(row.received_ms, String(Date.parse(JSON.parse(row.canonical).receivedAt)));
+    });
+  });
 });

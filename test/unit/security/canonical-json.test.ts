@@ -71,3 +71,26 @@ test('very deep nesting is a clear error, not a crash', () => {
   const deep = JSON.parse('['.repeat(200_000) + ']'.repeat(200_000));
   assert.throws(() => canonicalJson(deep), CanonicalJsonError);
 });
+
+test('keys in any order, and more keys than the insertion sort takes, sort as the reference does', async () => {
+  const { default: reference } = await import('canonicalize');
+  for (const count of [2, 3, 31, 32, 33, 200]) {
+    const keys = Array.from({ length: count }, (_, i) => `k${(i * 7919) % count}${['', 'é', '😀'][i % 3]}`);
+    for (const order of [keys, [...keys].sort(), [...keys].sort().reverse()]) {
+      const input = Object.fromEntries(order.map((key, i) => [key, i]));
+      assert.equal(canonicalJson(input), reference(input), `${count} keys`);
+    }
+  }
+});
+
+test('a toJSON method that canonicalises while its caller is mid-way gets its own pieces', () => {
+  const inner = { toJSON: () => canonicalJson({ z: 1, a: [2] }) };
+  assert.equal(canonicalJson({ b: inner, a: 'x' }), '{"a":"x","b":"{\\"a\\":[2],\\"z\\":1}"}');
+  assert.equal(canonicalJson({ c: 3 }), '{"c":3}', 'and the shared pieces are free again after');
+});
+
+test('a value refused mid-way leaves nothing behind for the next call', () => {
+  assert.throws(() => canonicalJson({ a: 'kept?', b: [1, 2, Number.NaN] }), CanonicalJsonError);
+  assert.equal(canonicalJson({ d: 4 }), '{"d":4}');
+  assert.equal(canonicalJson('s'), '"s"');
+});
