@@ -194,6 +194,7 @@ export class CopyParser {
   #header = true;
   #ended = false;
   #rest: Buffer | undefined;
+  #join = Buffer.allocUnsafe(16 * 1024);
 
   constructor(onRow: (row: RowBytes) => void) {
     this.#onRow = onRow;
@@ -245,7 +246,7 @@ export class CopyParser {
   #finishRow(bytes: Buffer, start: number, end: number): number {
     const rest = this.#rest!;
     for (let take = Math.min(end - start, Math.max(4096, rest.length)); ; take = Math.min(end - start, take * 4)) {
-      const joined = Buffer.concat([rest, bytes.subarray(start, start + take)]);
+      const joined = this.#joined(rest, bytes, start, start + take);
       const next = this.#reader.parse(joined, 0, joined.length);
       if (next === TRAILER) {
         this.#ended = true;
@@ -258,10 +259,23 @@ export class CopyParser {
         return start + next - rest.length;
       }
       if (take === end - start) {
-        this.#rest = joined;
+        this.#rest = Buffer.from(joined);
         return -1;
       }
     }
+  }
+
+  /**
+   * `rest` followed by `bytes[from, to)`, in a buffer reused from row to row (a new one per
+   * socket read cost more than the copy): valid until the next call, which is after `onRow`
+   * has returned (the checks keep no reference to a row's bytes).
+   */
+  #joined(rest: Buffer, bytes: Buffer, from: number, to: number): Buffer {
+    const length = rest.length + to - from;
+    if (this.#join.length < length) this.#join = Buffer.allocUnsafe(Math.max(length, 2 * this.#join.length));
+    rest.copy(this.#join, 0);
+    bytes.copy(this.#join, rest.length, from, to);
+    return this.#join.subarray(0, length);
   }
 
   /** The number of rows; throws unless the stream ended with its trailer. */
