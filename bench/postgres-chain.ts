@@ -298,5 +298,9 @@ try {
 } finally {
   await db.close();
   if (process.env.BENCH_KEEP_DATABASE === '1') console.error(`kept database ${database} (BENCH_KEEP_DATABASE=1): ${url}`);
-  else await query(base, `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+  else {
+    // Without FORCE first: FORCE refuses to end an autovacuum worker for a role that is not superuser.
+    await query(base, `DROP DATABASE IF EXISTS "${database}"`)
+      .catch(() => query(base, `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`));
+  }
 }

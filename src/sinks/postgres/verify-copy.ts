@@ -78,10 +78,9 @@ class CopyOut implements pg.Submittable {
   readonly #onData: CopyDataHandler;
   #connection: pg.Connection | undefined;
   #pgReader: ((chunk: Buffer) => void) | undefined;
-  /** An incomplete message's bytes so far, and how long the whole message is (0: not known yet). */
+  /** An incomplete message's bytes so far, from the reads it spans. */
   #partial: Buffer[] = [];
   #partialBytes = 0;
-  #messageBytes = 0;
   readonly #onSocketData = (chunk: Buffer) => this.#read(chunk);
 
   constructor(text: string, onData: CopyDataHandler) {
@@ -102,18 +101,16 @@ class CopyOut implements pg.Submittable {
   }
 
   #read(chunk: Buffer): void {
-    let b = chunk;
-    if (this.#partialBytes > 0) {
-      this.#partial.push(chunk);
-      this.#partialBytes += chunk.length;
-      if (this.#messageBytes === 0 && this.#partialBytes >= 5) this.#messageBytes = 1 + readUInt32(Buffer.concat(this.#partial), 1);
-      if (this.#messageBytes === 0 || this.#partialBytes < this.#messageBytes) return;
-      b = Buffer.concat(this.#partial);
-      this.#partial = [];
-      this.#partialBytes = 0;
-      this.#messageBytes = 0;
-    }
     let i = 0;
+    if (this.#partialBytes > 0) {
+      i = this.#completeMessage(chunk);
+      if (i < 0) return;
+    }
+    this.#readMessages(chunk, i);
+  }
+
+  /** Handles the whole messages in `b` from `i` on, and keeps an incomplete last one for the next read. */
+  #readMessages(b: Buffer, i: number): void {
     while (i + 5 <= b.length) {
       const code = b[i]!;
       const end = i + 1 + readUInt32(b, i + 1);
@@ -126,10 +123,47 @@ class CopyOut implements pg.Submittable {
       i = end;
     }
     if (i < b.length) {
+      // A view is enough: the socket hands over a new buffer for every read.
       this.#partial = [b.subarray(i)];
       this.#partialBytes = b.length - i;
-      this.#messageBytes = this.#partialBytes >= 5 ? 1 + readUInt32(b, i + 1) : 0;
     }
+  }
+
+  /**
+   * Completes the message begun in earlier reads with as few of `chunk`'s bytes as it needs
+   * (joining the whole chunk onto it copied ~64 KB per read) and handles it; where `chunk`'s own
+   * messages begin, or -1 when `chunk` is used up.
+   */
+  #completeMessage(chunk: Buffer): number {
+    if (this.#partialBytes + chunk.length < 5) {
+      this.#partial.push(chunk);
+      this.#partialBytes += chunk.length;
+      return -1;
+    }
+    const byteAt = (k: number): number => {
+      for (const piece of this.#partial) {
+        if (k < piece.length) return piece[k]!;
+        k -= piece.length;
+      }
+      return chunk[k]!;
+    };
+    const messageBytes = 1 + (((byteAt(1) << 24) | (byteAt(2) << 16) | (byteAt(3) << 8) | byteAt(4)) >>> 0);
+    const needed = messageBytes - this.#partialBytes;
+    if (chunk.length < needed) {
+      this.#partial.push(chunk);
+      this.#partialBytes += chunk.length;
+      return -1;
+    }
+    const message = Buffer.concat([...this.#partial, chunk.subarray(0, needed)]);
+    this.#partial = [];
+    this.#partialBytes = 0;
+    const code = message[0]!;
+    if (code !== COPY_DATA && !IN_COPY.has(code)) {
+      this.#giveBack(Buffer.concat([message, chunk.subarray(needed)]));
+      return -1;
+    }
+    if (code === COPY_DATA) this.#deliver(message, 5, message.length);
+    return needed;
   }
 
   #giveBack(rest: Buffer): void {

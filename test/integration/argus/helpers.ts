@@ -8,6 +8,7 @@ import { writeKeyPair } from '../../../src/security/keys.ts';
 import { argusPresetConfig } from '../../../src/sources/http/argus-preset.ts';
 import { startEngine, type TestEngine } from '../../helpers/engine.ts';
 import { serverEnv, uniqueName } from '../../helpers/servers.ts';
+import { dropDatabase } from '../postgres/helpers.ts';
 
 export const API_KEY = 'argus-test-api-key';
 export const READ_KEY = 'argus-test-read-key';
@@ -43,9 +44,7 @@ export async function argusDatabase(prefix: string): Promise<{ name: string; env
     name,
     env,
     sql: (text) => query(text, name),
-    drop: async () => {
-      await query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    },
+    drop: () => dropDatabase(name),
   };
 }
 

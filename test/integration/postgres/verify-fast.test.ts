@@ -4,6 +4,7 @@
  * order. Its report must be the ordered walk's, finding for finding, on intact and tampered stores.
  */
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -154,18 +155,23 @@ describe('verify, fast pass', () => {
     for (const report of fast) assert.deepEqual(report, ordered);
   });
 
-  it('parses the COPY stream however it is cut, and refuses one cut short', async () => {
+  /** The payloads of the CopyData messages the server sends for the whole table, one per message. */
+  async function copyPayloads(): Promise<Buffer[]> {
     const client = new pg.Client({ connectionString: databaseUrl(source) });
     await client.connect();
-    const chunks: Buffer[] = [];
+    const payloads: Buffer[] = [];
     try {
       await copyOut(client, chainCopyStatement('auditpipe'), (bytes, start, end) => {
-        chunks.push(Buffer.from(bytes.subarray(start, end))); // valid only during the call
+        payloads.push(Buffer.from(bytes.subarray(start, end))); // valid only during the call
       });
     } finally {
       await client.end();
     }
-    const whole = Buffer.concat(chunks);
+    return payloads;
+  }
+
+  it('parses the COPY stream however it is cut, and refuses one cut short', async () => {
+    const whole = Buffer.concat(await copyPayloads());
     const rowsOf = async (pieces: Buffer[]) => {
       const seen: string[] = [];
       async function* stream() {
@@ -189,6 +195,49 @@ describe('verify, fast pass', () => {
     assert.deepEqual(await rowsOf(pieces), expected);
     await assert.rejects(rowsOf([whole.subarray(0, whole.length - 10)]), /ended in the middle of a row/);
     await assert.rejects(rowsOf([Buffer.from('not a copy stream at all')]), /did not answer with a binary COPY/);
+  });
+
+  it('takes the COPY messages off the socket however the reads cut them, and hands the rest back to pg', async () => {
+    const payloads = await copyPayloads();
+    // The same messages as the server framed them (CopyData 'd', one with a notice 'N' between),
+    // then what ends the COPY: CopyDone, CommandComplete, ReadyForQuery.
+    const frame = (code: string, body: Buffer) => {
+      const head = Buffer.alloc(5);
+      head.write(code, 0, 'latin1');
+      head.writeUInt32BE(body.length + 4, 1);
+      return Buffer.concat([head, body]);
+    };
+    const ending = Buffer.concat([frame('c', Buffer.alloc(0)), frame('C', Buffer.from('COPY 2400\0')), frame('Z', Buffer.from('I'))]);
+    const wire = Buffer.concat([...payloads.slice(0, 3).map((p) => frame('d', p)), frame('N', Buffer.from('SNOTICE\0\0')),
+      ...payloads.slice(3).map((p) => frame('d', p)), ending]);
+    let seed = 11;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    for (const maxPiece of [3, 7, 700, 70_000]) {
+      const socket = new EventEmitter();
+      let handedBack = Buffer.alloc(0);
+      let copy: { handleReadyForQuery(): void } | undefined;
+      socket.on('data', (rest: Buffer) => {
+        handedBack = Buffer.concat([handedBack, rest]);
+        if (handedBack.subarray(-6).equals(frame('Z', Buffer.from('I')))) copy!.handleReadyForQuery();
+      });
+      const fakeClient = { query(submittable: { submit(connection: unknown): void; handleReadyForQuery(): void }) {
+        copy = submittable;
+        submittable.submit({ stream: socket, query: () => {} });
+      } };
+      const received: Buffer[] = [];
+      const done = copyOut(fakeClient as unknown as pg.Client, 'COPY', (bytes, start, end) => {
+        received.push(Buffer.from(bytes.subarray(start, end)));
+      });
+      for (let at = 0; at < wire.length;) {
+        const size = 1 + Math.floor(random() * maxPiece);
+        socket.emit('data', wire.subarray(at, at + size));
+        at += size;
+      }
+      await done;
+      assert.equal(received.length, payloads.length, `pieces up to ${maxPiece} bytes`);
+      assert.ok(received.every((payload, i) => payload.equals(payloads[i]!)), `pieces up to ${maxPiece} bytes: every payload intact`);
+      assert.ok(handedBack.equals(ending), 'pg gets exactly what ends the COPY');
+    }
   });
 
   it('fails clearly, and leaves no thread behind, when the rows cannot be read', async () => {
