@@ -43,8 +43,8 @@ interface Prepared {
   readonly event: AuditEvent;
   readonly actor: string;
   readonly eventCanonical: string;
-  readonly eventTime: string;
-  readonly receivedAt: string;
+  readonly eventTime: ColumnTime;
+  readonly receivedAt: ColumnTime;
 }
 
 /** A batch ready to append: its events prepared, and those that have no canonical form. */
@@ -79,7 +79,7 @@ interface Plan {
   /** The rows to write, column by column. */
   readonly rows: {
     readonly actors: string[]; readonly seqs: number[]; readonly ids: string[]; readonly prevs: string[]; readonly hashes: string[];
-    readonly records: string[]; readonly times: string[]; readonly receiveds: string[];
+    readonly records: string[]; readonly times: ColumnTime[]; readonly receiveds: ColumnTime[];
   };
   /** Statement parameters for the heads, built with the plan so sending costs the next batch no time. */
   readonly heads: {
@@ -136,21 +136,30 @@ function describeRowError(error: unknown): string {
 }
 
 const ISO_MILLISECONDS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-/** The last time `columnTime` found already in column form. */
-let lastColumnTime = '';
 
-/** Milliseconds-precision UTC of an RFC 3339 time: what the event_time/received_at columns hold. */
-export function columnTime(rfc3339: string): string {
+/**
+ * A time as the event_time/received_at columns hold it, milliseconds-precision UTC: as text for
+ * statements, as Unix milliseconds for the binary COPY (parsed once for both).
+ */
+export interface ColumnTime {
+  readonly text: string;
+  readonly ms: number;
+}
+
+/** The last time `columnTime` was asked for, and its answer. */
+let lastTimeInput = '';
+let lastTime: ColumnTime = { text: '', ms: Number.NaN };
+
+/** The column form of an RFC 3339 time; a `CanonicalJsonError` when it is not one. */
+export function columnTime(rfc3339: string): ColumnTime {
   // The events of a batch mostly share their receipt time (and often their event time).
-  if (rfc3339 === lastColumnTime) return rfc3339;
-  // Receipt times (and many event times) are already in this form: skip the round trip through Date.
-  if (ISO_MILLISECONDS.test(rfc3339) && !Number.isNaN(Date.parse(rfc3339))) {
-    lastColumnTime = rfc3339;
-    return rfc3339;
-  }
+  if (rfc3339 === lastTimeInput) return lastTime;
   const ms = Date.parse(rfc3339);
   if (Number.isNaN(ms)) throw new CanonicalJsonError(`time ${JSON.stringify(rfc3339)} is not RFC 3339`);
-  return new Date(ms).toISOString();
+  // Receipt times (and many event times) are already in this form: no round trip through Date.
+  lastTime = { text: ISO_MILLISECONDS.test(rfc3339) ? rfc3339 : new Date(ms).toISOString(), ms };
+  lastTimeInput = rfc3339;
+  return lastTime;
 }
 
 /** Lets pending I/O (a statement's result, the next statement's send) through before more CPU work. */
@@ -196,8 +205,8 @@ function plan(items: readonly Prepared[], heads: ReadonlyMap<string, Head>, stor
   const prevs: string[] = [];
   const hashes: string[] = [];
   const records: string[] = [];
-  const times: string[] = [];
-  const receiveds: string[] = [];
+  const times: ColumnTime[] = [];
+  const receiveds: ColumnTime[] = [];
   for (const item of items) {
     let head = to.get(item.actor);
     if (!head) {
@@ -253,7 +262,7 @@ function copyRows(planned: Plan): Buffer {
     const hash = hashes[i]!;
     rows.row(COPY_FIELDS, NUMBER_FIELD_BYTES + textBound(actor) + textBound(id) + textBound(prev) + textBound(hash) + textBound(record))
       .text(actor).int8(seqs[i]!).text(id).text(prev).text(hash).text(record)
-      .timestamptz(times[i]!).timestamptz(receiveds[i]!);
+      .timestamptz(times[i]!.ms).timestamptz(receiveds[i]!.ms);
   }
   return rows.finish();
 }
@@ -463,7 +472,7 @@ export class ChainAppender {
         SELECT * FROM unnest(${textArray(textList(r.actors))}, string_to_array(${r.seqs.join(',')}, ',')::int8[], ${textArray(textList(r.ids))},
           string_to_array(${r.prevs.join(',')}, ','), string_to_array(${r.hashes.join(',')}, ','),
           string_to_array(${r.records.join(RECORD_SEPARATOR)}, ${RECORD_SEPARATOR}),
-          string_to_array(${r.times.join(',')}, ',')::timestamptz[], string_to_array(${r.receiveds.join(',')}, ',')::timestamptz[])
+          string_to_array(${r.times.map((t) => t.text).join(',')}, ',')::timestamptz[], string_to_array(${r.receiveds.map((t) => t.text).join(',')}, ',')::timestamptz[])
         WHERE NOT EXISTS (SELECT FROM differing)),
       moved AS (
         UPDATE ${this.heads} AS h SET seq = v.seq, hash = v.hash

@@ -90,7 +90,7 @@ const TWO_32 = 2 ** 32;
 export class CopyBinaryRows {
   #buffer: Buffer;
   #at = BINARY_HEADER_BYTES;
-  #lastTime = '';
+  #lastMs = Number.NaN;
   readonly #lastTimeBytes = Buffer.alloc(8);
 
   /** `bytes`: a guess at the size of all rows, to spare regrowing the buffer. */
@@ -125,12 +125,10 @@ export class CopyBinaryRows {
     return this;
   }
 
-  /** A timestamptz from a time `Date.parse` reads (the row's columns hold milliseconds). */
-  timestamptz(time: string): this {
+  /** A timestamptz from Unix milliseconds (what the row's columns hold). */
+  timestamptz(ms: number): this {
     // The rows of a batch mostly share their receipt time, and often their event time.
-    if (time !== this.#lastTime) {
-      const ms = Date.parse(time);
-      if (Number.isNaN(ms)) throw new RangeError(`time ${JSON.stringify(time)} is not one Date.parse reads`);
+    if (ms !== this.#lastMs) {
       const microseconds = (ms - POSTGRES_EPOCH_MS) * 1000;
       if (Number.isSafeInteger(microseconds)) {
         const high = Math.floor(microseconds / TWO_32);
@@ -140,7 +138,7 @@ export class CopyBinaryRows {
         // Beyond about 285 years from 2000 a double no longer holds every microsecond.
         this.#lastTimeBytes.writeBigInt64BE(BigInt(ms - POSTGRES_EPOCH_MS) * 1000n);
       }
-      this.#lastTime = time;
+      this.#lastMs = ms;
     }
     this.#buffer.writeInt32BE(8, this.#at);
     this.#lastTimeBytes.copy(this.#buffer, this.#at + 4);

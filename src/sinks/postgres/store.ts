@@ -139,8 +139,8 @@ export class ChainStore implements ChainStoreReader, VerifySource {
     const conditions = [sql`true`];
     if (filter.actor !== undefined) conditions.push(sql`actor = ${filter.actor}`);
     if (filter.action !== undefined) conditions.push(sql`(canonical::jsonb) -> 'event' ->> 'action' = ${filter.action}`);
-    if (filter.from !== undefined) conditions.push(sql`event_time >= ${columnTime(filter.from)}::timestamptz`);
-    if (filter.to !== undefined) conditions.push(sql`event_time < ${columnTime(filter.to)}::timestamptz`);
+    if (filter.from !== undefined) conditions.push(sql`event_time >= ${columnTime(filter.from).text}::timestamptz`);
+    if (filter.to !== undefined) conditions.push(sql`event_time < ${columnTime(filter.to).text}::timestamptz`);
     if (filter.cursor !== undefined) {
       const [time, id] = decodeCursor(filter.cursor);
       conditions.push(desc

@@ -49,6 +49,26 @@ async function assertIntact(store: ChainStore, events: number): Promise<void> {
   assert.equal(report.events, events);
 }
 
+/** `[event id, sequence]` of every row of `actor` (or of all rows), in sequence order. */
+async function chainOf(schema: string, actor?: string): Promise<Array<[string, number]>> {
+  const where = actor === undefined ? '' : 'WHERE actor = $1';
+  const rows = (await adminQuery(`SELECT event_id, seq FROM ${schema}.chain_events ${where} ORDER BY seq`, actor === undefined ? [] : [actor], database)).rows;
+  return rows.map((r) => [r.event_id, Number(r.seq)]);
+}
+
+/** Counts, from now on, the rows `store` writes by the COPY path (the common case's one message). */
+function countCopied(store: ChainStore): { rows: number[] } {
+  const db = store.db as { statementsThenCopy?: (text: string, data: Buffer) => Promise<number> };
+  const copy = db.statementsThenCopy!;
+  const counted = { rows: [] as number[] };
+  db.statementsThenCopy = async (text, data) => {
+    const rows = await copy(text, data);
+    counted.rows.push(rows);
+    return rows;
+  };
+  return counted;
+}
+
 describe('chain appends', () => {
   it('keeps batches handed in together in call order, each hashed on the one before', async () => {
     const { schema, stores: [store] } = await stores(1);
@@ -82,8 +102,7 @@ describe('chain appends', () => {
     assert.equal(r2.appended, 2);
     assert.equal(r2.duplicates, 1);
     assert.deepEqual(r2.positions.get(first[0]!.id), r1.positions.get(first[0]!.id), 'the redelivered event reports its stored position');
-    const rows = (await adminQuery(`SELECT event_id, seq FROM ${schema}.chain_events ORDER BY seq`, [], database)).rows;
-    assert.deepEqual(rows.map((r) => [r.event_id, Number(r.seq)]), [['dup-1', 1], ['x-1', 2], ['x-2', 3], ['x-3', 4]]);
+    assert.deepEqual(await chainOf(schema), [['dup-1', 1], ['x-1', 2], ['x-2', 3], ['x-3', 4]]);
     await assertIntact(store!, 4);
   });
 
@@ -95,8 +114,7 @@ describe('chain appends', () => {
     const [r1, r2] = await Promise.all([store!.append(first), store!.append(second)]);
     assert.deepEqual(r1.rejected.map((r) => r.id), ['r-2']);
     assert.equal(r2.appended, 2);
-    const rows = (await adminQuery(`SELECT event_id, seq FROM ${schema}.chain_events WHERE actor = 'bob' ORDER BY seq`, [], database)).rows;
-    assert.deepEqual(rows.map((r) => [r.event_id, Number(r.seq)]), [['r-1', 1], ['r-3', 2], ['r-4', 3]]);
+    assert.deepEqual(await chainOf(schema, 'bob'), [['r-1', 1], ['r-3', 2], ['r-4', 3]]);
     await assertIntact(store!, 4);
   });
 
@@ -125,16 +143,9 @@ describe('chain appends', () => {
     const odd = ['tab\there', 'line\nbreak\r', 'back\\slash\\t', "quote ' and \" ", 'sep\u001erecord', 'ünïcödé 🔏', '\\.'];
     const batch = (round: number) => odd.map((text, i) => event(`${text}#${round}`, text, { note: `${text} ${round}`, n: i }));
     await store!.append(batch(1)); // creates the heads
-    const db = store!.db as { statementsThenCopy?: (text: string, data: Buffer) => Promise<number> };
-    const copy = db.statementsThenCopy!;
-    const copied: number[] = [];
-    db.statementsThenCopy = async (text, data) => {
-      const rows = await copy(text, data);
-      copied.push(rows);
-      return rows;
-    };
+    const copied = countCopied(store!);
     const second = await store!.append(batch(2)); // every head exists: heads statement and COPY in one message
-    assert.deepEqual(copied, [odd.length], 'written by the COPY path, not the fallback statement');
+    assert.deepEqual(copied.rows, [odd.length], 'written by the COPY path, not the fallback statement');
     assert.equal(second.appended, odd.length);
     assert.equal(second.rehashed, 0);
     const rows = (await adminQuery(`SELECT actor, event_id, canonical FROM ${schema}.chain_events WHERE seq = 2 ORDER BY actor`, [], database)).rows;
@@ -155,8 +166,7 @@ describe('chain appends', () => {
     assert.deepEqual(result.rejected.map((r) => r.id), ['c-4']);
     assert.match(result.rejected[0]!.reason, /chain_events_no_nul/);
     assert.equal(result.appended, 3);
-    const rows = (await adminQuery(`SELECT event_id, seq FROM ${schema}.chain_events WHERE actor = 'dave' ORDER BY seq`, [], database)).rows;
-    assert.deepEqual(rows.map((r) => [r.event_id, Number(r.seq)]), [['c-1', 1], ['c-3', 2], ['c-5', 3]]);
+    assert.deepEqual(await chainOf(schema, 'dave'), [['c-1', 1], ['c-3', 2], ['c-5', 3]]);
     await assertIntact(store!, 5);
   });
 
@@ -178,12 +188,9 @@ describe('chain appends', () => {
     // A head beyond 32 bits (as a long-lived chain reaches): the next batch re-hashes on it, the one after goes by COPY.
     await adminQuery(`UPDATE ${schema}.chain_heads SET seq = 4294967296 + 5 WHERE actor = 'gina'`, [], database);
     assert.equal((await store!.append(batch(2))).rehashed, 1);
-    const db = store!.db as { statementsThenCopy?: (text: string, data: Buffer) => Promise<number> };
-    const copy = db.statementsThenCopy!;
-    let copied = 0;
-    db.statementsThenCopy = async (text, data) => (copied += await copy(text, data));
+    const copied = countCopied(store!);
     await store!.append(batch(3));
-    assert.equal(copied, times.length, 'written by the COPY path');
+    assert.deepEqual(copied.rows, [times.length], 'written by the COPY path');
     const rows = (await adminQuery(`SELECT event_id, seq::text AS seq, (extract(epoch FROM event_time) * 1000)::int8::text AS event_ms,
       (extract(epoch FROM received_at) * 1000)::int8::text AS received_ms, canonical FROM ${schema}.chain_events WHERE event_id LIKE 't-3-%' ORDER BY seq`, [], database)).rows;
     assert.deepEqual(rows.map((r) => r.seq), times.map((_, i) => String(4294967296 + 5 + times.length + 1 + i)));
