@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { enableCompileCache } from './compile-cache.ts';
 import type { createEngine } from '../core/app.ts';
 import { ConfigError } from '../core/config.ts';
 import { createLogger } from '../core/logger.ts';
@@ -24,9 +25,12 @@ Usage:
 
 The default config is config/auditpipe.yml. Environment: AUDITPIPE_HTTP_PORT,
 AUDITPIPE_DATA_DIR, AUDITPIPE_LOG_LEVEL, AUDITPIPE_HTTP_TOKENS, and any \${VAR} the config names.
+Compiled modules are cached in $XDG_CACHE_HOME/auditpipe (or ~/.cache/auditpipe), private to the
+user; AUDITPIPE_COMPILE_CACHE=off turns that off.
 `;
 
 async function main(argv: string[]): Promise<number> {
+  enableCompileCache();
   // These two take options of their own. Commands load what they use: the engine with every
   // built-in component takes a second to load, which `verify` and `keygen` do not need.
   if (argv[0] === 'verify') return (await import('./verify.ts')).verifyCommand(argv.slice(1));

@@ -12,6 +12,7 @@
  * `checkChains`, which reports exactly what is wrong. So a tampered store gets the same report
  * as the ordered walk alone would give, and an intact one is read once, fast.
  */
+import { randomBytes } from 'node:crypto';
 import { chainHashOfBytes, GENESIS_HASH } from './chain.ts';
 import { recordBytesAgree } from './record-check.ts';
 import type { ChainCheckInput, ChainCheckResult, Claim, Claims } from './verify.ts';
@@ -19,7 +20,6 @@ import type { ChainCheckInput, ChainCheckResult, Claim, Claims } from './verify.
 /** One row as its raw fields: offsets into the bytes the store sent. */
 export interface RowBytes {
   bytes: Uint8Array;
-  actor: string;
   /** The actor's UTF-8 bytes. */
   actorStart: number;
   actorEnd: number;
@@ -91,6 +91,8 @@ export const MAX_RUNS = 200_000;
 export class UnorderedChainCheck {
   readonly #input: ChainCheckInput;
   readonly #actors = new Map<string, ActorState>();
+  /** The same states by the actor's bytes: decoding every row's actor to look it up cost more than hashing the row. */
+  readonly #known = new ByteKeyedCache<ActorState>();
   readonly #maxRuns: number;
   #runs = 0;
 
@@ -100,16 +102,9 @@ export class UnorderedChainCheck {
   }
 
   row(row: RowBytes): void {
-    let state = this.#actors.get(row.actor);
-    if (!state) {
-      state = {
-        claims: this.#input.claims.get(row.actor), anchored: this.#input.anchored.get(row.actor),
-        suspect: false, first: 0, firstPrevious: '', next: 0, last: '', closed: undefined,
-      };
-      this.#actors.set(row.actor, state);
-    }
-    if (state.suspect) return;
     const { bytes } = row;
+    const state = this.#known.get(bytes, row.actorStart, row.actorEnd) ?? this.#stateOf(bytes, row.actorStart, row.actorEnd);
+    if (state.suspect) return;
     const hash = row.previousHashAt < 0 || row.hashAt < 0 ? undefined : chainHashOfBytes(bytes, row.previousHashAt, bytes, row.recordStart, row.recordEnd);
     const claim = state.claims?.get(row.seq);
     const anchoredClaim = state.anchored?.get(row.seq);
@@ -136,6 +131,21 @@ export class UnorderedChainCheck {
     state.firstPrevious = latin1(bytes, row.previousHashAt);
     state.next = row.seq + 1;
     state.last = hash;
+  }
+
+  /** The state of the actor spelled by `bytes[start, end)`, first seen under these bytes. */
+  #stateOf(bytes: Uint8Array, start: number, end: number): ActorState {
+    const actor = utf8Slice.call(bytes, start, end);
+    let state = this.#actors.get(actor);
+    if (!state) {
+      state = {
+        claims: this.#input.claims.get(actor), anchored: this.#input.anchored.get(actor),
+        suspect: false, first: 0, firstPrevious: '', next: 0, last: '', closed: undefined,
+      };
+      this.#actors.set(actor, state);
+    }
+    this.#known.add(bytes, start, end, state);
+    return state;
   }
 
   /** Sets the open run aside (joined to the last closed one where it ends where that starts); false on a broken link or past the limit. */
@@ -239,6 +249,76 @@ function beyond(claims: Map<number, Claim>, tail: number): Map<number, Claim> {
 }
 
 const latin1Slice = Buffer.prototype.latin1Slice;
+const utf8Slice = Buffer.prototype.utf8Slice;
+
+/** Slots a lookup probes before giving up: colliding keys (even chosen ones) cost at most this many comparisons, then a decode. */
+const MAX_PROBES = 8;
+
+/**
+ * A cache of values by byte strings, in front of a map by decoded string: open addressing with
+ * a seeded hash and bounded probing, so a miss (or a flood of colliding keys) only sends the
+ * caller to the slower map. Keys are kept as latin1 strings of their bytes (one byte a character).
+ */
+class ByteKeyedCache<T> {
+  readonly #seed = randomBytes(4).readInt32LE(0);
+  #mask = 1023;
+  #hashes = new Int32Array(1024);
+  #keys: Array<string | undefined> = new Array(1024).fill(undefined);
+  #values: Array<T | undefined> = new Array(1024).fill(undefined);
+  #size = 0;
+
+  #hash(bytes: Uint8Array, start: number, end: number): number {
+    let h = this.#seed;
+    for (let k = start; k < end; k += 1) h = Math.imul(h ^ bytes[k]!, 0x01000193);
+    return h ^ (h >>> 15);
+  }
+
+  get(bytes: Uint8Array, start: number, end: number): T | undefined {
+    const h = this.#hash(bytes, start, end);
+    const length = end - start;
+    for (let probe = 0; probe < MAX_PROBES; probe += 1) {
+      const slot = (h + probe) & this.#mask;
+      const key = this.#keys[slot];
+      if (key === undefined) return undefined;
+      if (this.#hashes[slot] !== h || key.length !== length) continue;
+      let k = 0;
+      while (k < length && key.charCodeAt(k) === bytes[start + k]) k += 1;
+      if (k === length) return this.#values[slot];
+    }
+    return undefined;
+  }
+
+  /** Remembers `value` for the bytes (which `get` has just missed), where a slot is free within reach. */
+  add(bytes: Uint8Array, start: number, end: number, value: T): void {
+    if (2 * (this.#size + 1) > this.#keys.length) this.#grow();
+    this.#put(this.#hash(bytes, start, end), latin1Slice.call(bytes, start, end), value);
+  }
+
+  #put(h: number, key: string, value: T): void {
+    for (let probe = 0; probe < MAX_PROBES; probe += 1) {
+      const slot = (h + probe) & this.#mask;
+      if (this.#keys[slot] !== undefined) continue;
+      this.#hashes[slot] = h;
+      this.#keys[slot] = key;
+      this.#values[slot] = value;
+      this.#size += 1;
+      return;
+    }
+  }
+
+  #grow(): void {
+    const hashes = this.#hashes;
+    const keys = this.#keys;
+    const values = this.#values;
+    const capacity = 2 * keys.length;
+    this.#mask = capacity - 1;
+    this.#hashes = new Int32Array(capacity);
+    this.#keys = new Array(capacity).fill(undefined);
+    this.#values = new Array(capacity).fill(undefined);
+    this.#size = 0;
+    for (let slot = 0; slot < keys.length; slot += 1) if (keys[slot] !== undefined) this.#put(hashes[slot]!, keys[slot]!, values[slot]!);
+  }
+}
 
 /** The 64 hex bytes at `at` as a string: compared whole, faster than byte by byte against one. */
 function latin1(bytes: Uint8Array, at: number): string {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -122,6 +122,35 @@ describe('auditpipe CLI', () => {
     const printed = new Set(jsonLines(running.stdout()).map((l) => l.id));
     const missing = answered.filter((id) => !printed.has(id));
     assert.deepEqual(missing, [], 'an event answered 2xx is missing from stdout');
+  });
+
+  it('keeps its compile cache in a private directory of the user, never in one others can write', () => {
+    const start = (cacheHome: string, extra: Record<string, string> = {}) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, XDG_CACHE_HOME: cacheHome, ...extra };
+      delete env.NODE_COMPILE_CACHE;
+      delete env.NODE_DISABLE_COMPILE_CACHE;
+      const run = spawnSync(process.execPath, [CLI, 'verify', '--help'], { cwd: ROOT, env, encoding: 'utf8' });
+      assert.equal(run.status, 0, run.stderr);
+    };
+    const files = (dir: string) => readdirSync(dir, { recursive: true }).filter((name) => statSync(path.join(dir, String(name))).isFile()).length;
+
+    const home = mkdtempSync(path.join(tmpdir(), 'auditpipe-cache-'));
+    start(home);
+    const cache = path.join(home, 'auditpipe', 'compile-cache');
+    assert.equal(statSync(cache).mode & 0o077, 0);
+    assert.equal(statSync(path.dirname(cache)).mode & 0o077, 0);
+    assert.ok(files(cache) > 10, 'the modules verify loads are cached');
+
+    const shared = mkdtempSync(path.join(tmpdir(), 'auditpipe-cache-'));
+    const open = path.join(shared, 'auditpipe', 'compile-cache');
+    mkdirSync(open, { recursive: true });
+    chmodSync(open, 0o777);
+    start(shared);
+    assert.equal(files(open), 0, 'a directory anyone can write is not used');
+
+    const off = mkdtempSync(path.join(tmpdir(), 'auditpipe-cache-'));
+    start(off, { AUDITPIPE_COMPILE_CACHE: 'off' });
+    assert.equal(existsSync(path.join(off, 'auditpipe')), false);
   });
 
   describe('plugins', () => {

@@ -178,7 +178,7 @@ describe('verify, fast pass', () => {
         for (const piece of pieces) yield piece;
       }
       await readCopy(stream(), (row) => {
-        seen.push(`${row.actor}#${row.seq}:${Buffer.from(row.bytes.subarray(row.hashAt, row.hashAt + 64)).toString('latin1')}:${row.recordEnd - row.recordStart}`);
+        seen.push(`${Buffer.from(row.bytes.subarray(row.actorStart, row.actorEnd)).toString()}#${row.seq}:${Buffer.from(row.bytes.subarray(row.hashAt, row.hashAt + 64)).toString('latin1')}:${row.recordEnd - row.recordStart}`);
       });
       return seen;
     };

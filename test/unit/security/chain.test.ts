@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { canonicalJson } from '../../../src/security/canonical-json.ts';
-import { canonicalRecord, chainHash, CHAIN_DOMAIN_TAG, GENESIS_HASH } from '../../../src/security/chain.ts';
+import { canonicalRecord, chainHash, chainHashOfBytes, CHAIN_DOMAIN_TAG, GENESIS_HASH } from '../../../src/security/chain.ts';
 
 const event = { id: 'e1', time: '2026-01-02T03:04:05.678Z', actorId: 'alice', action: 'login', nested: { z: [1, 2], a: 'é' } };
 
@@ -36,4 +36,19 @@ test('every input changes the hash: previous hash, any field, the sequence', () 
 test('bad inputs are refused', () => {
   assert.throws(() => chainHash('xyz', '{}'), /64 lowercase hex/);
   assert.throws(() => canonicalRecord({ actor: 'a', seq: 0, id: 'e', receivedAt: 't', event }), /positive safe integer/);
+});
+
+test('the hash of a row read as bytes equals chainHash, for every byte of the previous hash; any other hex is refused', () => {
+  const record = canonicalRecord({ actor: 'alice', seq: 2, id: 'e1', receivedAt: '2026-01-02T03:04:06.000Z', event });
+  // 256 previous hashes of 32 equal bytes, then one spelling every byte value in turn.
+  const previous = [...Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0').repeat(32)),
+    Buffer.from(Array.from({ length: 256 }, (_, byte) => byte)).toString('hex').slice(0, 64)];
+  for (const prev of previous) {
+    const bytes = Buffer.concat([Buffer.from('xx'), Buffer.from(prev, 'latin1'), Buffer.from('yyy'), Buffer.from(record)]);
+    assert.equal(chainHashOfBytes(bytes, 2, bytes, 69, bytes.length), chainHash(prev, record), prev);
+  }
+  for (const bad of ['A'.repeat(64), `${'0'.repeat(63)}g`, `${'0'.repeat(62)}/0`, `${'0'.repeat(63)}:`, ` ${'0'.repeat(63)}`]) {
+    const bytes = Buffer.concat([Buffer.from(bad, 'latin1'), Buffer.from(record)]);
+    assert.equal(chainHashOfBytes(bytes, 0, bytes, 64, bytes.length), undefined, bad);
+  }
 });

@@ -30,15 +30,15 @@ function chain(actor: string, length: number): Stored[] {
   return rows;
 }
 
-/** The row as the COPY reader hands it over: offsets into one buffer. */
-function bytesOf(row: Stored): RowBytes {
-  const actor = Buffer.from(row.actor);
+/** The row as the COPY reader hands it over: offsets into one buffer (the actor's bytes: `actorBytes`, else its UTF-8). */
+function bytesOf(row: Stored, actorBytes?: Buffer): RowBytes {
+  const actor = actorBytes ?? Buffer.from(row.actor);
   const id = Buffer.from(row.id);
   const bytes = Buffer.concat([actor, id, Buffer.from(row.prevHash, 'latin1'), Buffer.from(row.hash, 'latin1'), Buffer.from(row.record)]);
   const idEnd = actor.length + id.length;
   const hashAt = idEnd + 64;
   return {
-    bytes, actor: row.actor, actorStart: 0, actorEnd: actor.length, seq: row.seq, idStart: actor.length, idEnd, previousHashAt: idEnd, hashAt,
+    bytes, actorStart: 0, actorEnd: actor.length, seq: row.seq, idStart: actor.length, idEnd, previousHashAt: idEnd, hashAt,
     recordStart: hashAt + 64, recordEnd: bytes.length, eventTimeMs: row.eventTimeMs, receivedAtMs: row.receivedAtMs,
   };
 }
@@ -168,4 +168,27 @@ test('joined with the ordered walk of the suspects, counts and tails add up', ()
   assert.equal(joined.uncoveredEvents, 10);
   assert.deepEqual([...joined.tails.keys()].sort(), ['alice', 'bob', 'carol']);
   assert.equal(joined.findingsTotal, 1);
+});
+
+test('many actors, each found again by its bytes wherever its rows arrive', () => {
+  // Enough actors to grow the lookup by bytes several times; rows interleaved as a table holds them.
+  const chains = Array.from({ length: 5000 }, (_, n) => chain(`user-${n}`, 3));
+  const rows = [0, 1, 2].flatMap((k) => chains.map((rowsOfActor) => rowsOfActor[k]!));
+  const result = run(rows);
+  assert.deepEqual(result.suspects, []);
+  assert.equal(result.events, 15_000);
+  assert.equal(result.tails.size, 5000);
+  assert.deepEqual(result.tails.get('user-4321'), { seq: 3, hash: chains[4321]![2]!.hash });
+});
+
+test('actors whose stored bytes differ but read as the same text are one actor, as the ordered walk reads them', () => {
+  // Bytes that are not UTF-8 (a SQL_ASCII database can hold them) both read as U+FFFD: two chains
+  // of that one actor, each starting at 1, are a duplicate, not two intact chains.
+  const [first] = chain('\ufffd', 1);
+  const check = new UnorderedChainCheck(noClaims());
+  check.row(bytesOf(first!, Buffer.from([0xff])));
+  check.row(bytesOf(first!, Buffer.from([0xfe])));
+  const result = joinRuns([check.finish()], noClaims());
+  assert.deepEqual(result.suspects, ['\ufffd']);
+  assert.equal(result.events, 0);
 });
