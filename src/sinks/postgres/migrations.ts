@@ -15,6 +15,9 @@ interface Migration {
   readonly statements: readonly string[];
 }
 
+const SEARCH_VIEW = `CREATE VIEW {s}.chain_events_search AS
+  SELECT actor, seq, event_id, event_time, received_at, (canonical::jsonb) -> 'event' AS data FROM {s}.chain_events`;
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -68,16 +71,30 @@ export const MIGRATIONS: readonly Migration[] = [
       // record can be searched. The regular expression runs only when the escape appears at all.
       `ALTER TABLE {s}.chain_events ADD CONSTRAINT chain_events_no_nul CHECK (
         strpos(canonical, '\\u0000') = 0 OR canonical !~ '(^|[^\\\\])(\\\\\\\\)*\\\\u0000') NOT VALID`,
-      `CREATE VIEW {s}.chain_events_search AS
-        SELECT actor, seq, event_id, event_time, received_at, (canonical::jsonb) -> 'event' AS data FROM {s}.chain_events`,
+      SEARCH_VIEW,
       // Every batch rewrites its actors' head rows; room on each page keeps those updates HOT.
       `ALTER TABLE {s}.chain_heads SET (fillfactor = 50)`,
     ],
   },
+  {
+    version: 3,
+    name: 'actors and event ids compared as bytes (collation "C")',
+    statements: [
+      // Under the database's default collation (often a glibc or ICU locale) every comparison of
+      // an actor or an id, in the three indexes and in the heads' ORDER BY, is a locale-aware
+      // string comparison; "C" compares bytes: cheaper, the same order on every server, and
+      // immune to a C library upgrade re-ordering strings under existing indexes. Rebuilds the
+      // indexes of these columns (the rows stay where they are). The view depends on the columns.
+      `DROP VIEW {s}.chain_events_search`,
+      `ALTER TABLE {s}.chain_events ALTER COLUMN actor TYPE text COLLATE "C", ALTER COLUMN event_id TYPE text COLLATE "C"`,
+      `ALTER TABLE {s}.chain_heads ALTER COLUMN actor TYPE text COLLATE "C"`,
+      SEARCH_VIEW,
+    ],
+  },
 ];
 
-/** Applies every missing migration; returns the versions applied now. */
-export async function migrate(db: ChainDb, schema: string): Promise<number[]> {
+/** Applies every missing migration (up to `upTo`: all by default); returns the versions applied now. */
+export async function migrate(db: ChainDb, schema: string, upTo = MIGRATIONS.at(-1)!.version): Promise<number[]> {
   if (!SCHEMA_NAME.test(schema)) throw new Error(`schema "${schema}" must match ${SCHEMA_NAME}`);
   const quoted = `"${schema}"`;
   return db.transaction(async (tx) => {
@@ -94,7 +111,7 @@ export async function migrate(db: ChainDb, schema: string): Promise<number[]> {
     }
     const now: number[] = [];
     for (const migration of MIGRATIONS) {
-      if (applied.has(migration.version)) continue;
+      if (applied.has(migration.version) || migration.version > upTo) continue;
       for (const statement of migration.statements) await sql.raw(statement.replaceAll('{s}', quoted)).execute(tx);
       await sql`INSERT INTO ${sql.id(schema, 'auditpipe_migrations')} (version, name) VALUES (${migration.version}, ${migration.name})`.execute(tx);
       now.push(migration.version);

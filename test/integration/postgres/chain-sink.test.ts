@@ -12,6 +12,7 @@ import { loadPublicKeyFile, writeKeyPair } from '../../../src/security/keys.ts';
 import { openPostgres } from '../../../src/sinks/postgres/db.ts';
 import { migrate, MIGRATIONS } from '../../../src/sinks/postgres/migrations.ts';
 import { PostgresChainSink, type PostgresSinkConfig } from '../../../src/sinks/postgres/sink.ts';
+import { ChainStore } from '../../../src/sinks/postgres/store.ts';
 import { startEngine, type TestEngine } from '../../helpers/engine.ts';
 import { Registry } from 'prom-client';
 import { adminQuery, createDatabase, databaseUrl, dropDatabase, verifyJson } from './helpers.ts';
@@ -73,6 +74,31 @@ describe('postgres chain sink', () => {
       assert.deepEqual(versions.rows.map((r) => r.version), all);
     } finally {
       await Promise.all(dbs.map((db) => db.close()));
+    }
+  });
+
+  it('upgrades a store written before actors and ids were compared as bytes: rows, chains and search intact', async () => {
+    const db = openPostgres({ url, poolSize: 2, statementTimeoutMs: 30_000 });
+    try {
+      assert.deepEqual(await migrate(db, 'upgraded', 2), [1, 2]);
+      const store = new ChainStore(db, 'upgraded');
+      await store.append([ev({ id: 'u1', actorId: 'Zoe', action: 'login' }), ev({ id: 'u2', actorId: 'alice', action: 'read' }), ev({ id: 'u3', actorId: 'Zoe', action: 'logout' })]);
+      assert.deepEqual(await migrate(db, 'upgraded'), [3]);
+      const collations = await adminQuery(`SELECT table_name, column_name, collation_name FROM information_schema.columns
+        WHERE table_schema = 'upgraded' AND table_name IN ('chain_events', 'chain_heads') AND column_name IN ('actor', 'event_id') ORDER BY 1, 2`, [], database);
+      assert.deepEqual(collations.rows.map((r) => `${r.table_name}.${r.column_name} ${r.collation_name}`),
+        ['chain_events.actor C', 'chain_events.event_id C', 'chain_heads.actor C']);
+      // Appends go on from the heads written before, redelivery is still recognised, search reads the records.
+      const result = await store.append([ev({ id: 'u4', actorId: 'alice', action: 'write' }), ev({ id: 'u1', actorId: 'Zoe', action: 'login' })]);
+      assert.equal(result.appended, 1);
+      assert.equal(result.duplicates, 1);
+      const search = await adminQuery(`SELECT event_id, seq, data->>'action' AS action FROM upgraded.chain_events_search WHERE actor = 'alice' ORDER BY seq`, [], database);
+      assert.deepEqual(search.rows.map((r) => `${r.event_id} ${r.seq} ${r.action}`), ['u2 1 read', 'u4 2 write']);
+      const { report } = verifyJson(['--database-url', url, '--schema', 'upgraded']);
+      assert.equal(report.events, 4);
+      assert.deepEqual(report.findings.map((f) => f.kind).filter((kind) => kind !== 'no-public-key' && kind !== 'no-checkpoint'), []);
+    } finally {
+      await db.close();
     }
   });
 
