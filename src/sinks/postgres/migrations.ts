@@ -15,6 +15,7 @@ interface Migration {
   readonly statements: readonly string[];
 }
 
+/** The search view as migration 2 created it; migration 3 recreates it around a column change. */
 const SEARCH_VIEW = `CREATE VIEW {s}.chain_events_search AS
   SELECT actor, seq, event_id, event_time, received_at, (canonical::jsonb) -> 'event' AS data FROM {s}.chain_events`;
 
