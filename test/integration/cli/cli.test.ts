@@ -151,6 +151,12 @@ describe('auditpipe CLI', () => {
     const off = mkdtempSync(path.join(tmpdir(), 'auditpipe-cache-'));
     start(off, { AUDITPIPE_COMPILE_CACHE: 'off' });
     assert.equal(existsSync(path.join(off, 'auditpipe')), false);
+
+    // A relative XDG_CACHE_HOME is invalid (XDG base directory spec): ~/.cache instead, not the working directory.
+    const userHome = mkdtempSync(path.join(tmpdir(), 'auditpipe-home-'));
+    start('relative-cache', { HOME: userHome });
+    assert.equal(existsSync(path.join(ROOT, 'relative-cache')), false);
+    assert.ok(files(path.join(userHome, '.cache', 'auditpipe', 'compile-cache')) > 10);
   });
 
   describe('plugins', () => {
