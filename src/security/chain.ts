@@ -58,20 +58,25 @@ const HASH_INPUT_OFFSET = TAG_BYTES.length + 32;
 let scratch = Buffer.allocUnsafe(64 * 1024);
 TAG_BYTES.copy(scratch, 0);
 
-/** Views of the first n bytes of `scratch`, by n: hashing a record allocates nothing. */
-let prefixes: Uint8Array[] = [];
+/**
+ * Views of the first n bytes of `scratch`, by n up to 64 KB: hashing a record allocates nothing.
+ * A slot for every length, made at once: an array filled in at scattered indices turns into a
+ * dictionary, whose lookups cost as much as the views they save.
+ */
+const prefixes: Array<Uint8Array | undefined> = new Array<Uint8Array | undefined>(64 * 1024 + 1).fill(undefined);
 
 /** The reused hash input buffer, grown (tag in place) to hold `bytes`. */
 function hashInput(bytes: number): Buffer {
   if (bytes > scratch.length) {
     scratch = Buffer.allocUnsafe(bytes);
     TAG_BYTES.copy(scratch, 0);
-    prefixes = [];
+    prefixes.fill(undefined);
   }
   return scratch;
 }
 
 function prefix(length: number): Uint8Array {
+  if (length >= prefixes.length) return new Uint8Array(scratch.buffer, scratch.byteOffset, length);
   return prefixes[length] ??= new Uint8Array(scratch.buffer, scratch.byteOffset, length);
 }
 

@@ -6,6 +6,7 @@
  * more than hashing them (docs/decisions.md, "Verify").
  * Kept free of kysely: worker threads load it.
  */
+import net from 'node:net';
 import type pg from 'pg';
 import type { RowBytes } from '../../security/unordered-check.ts';
 
@@ -57,6 +58,40 @@ export async function copyOut(client: pg.Client, text: string, onData: CopyDataH
   await copy.done;
 }
 
+/** Where a socket from `socketWithReusedReadBuffer` sends its reads while a COPY takes them in place. */
+const inPlaceReads = Symbol('auditpipe.inPlaceReads');
+interface InPlaceReads {
+  handler: CopyDataHandler | undefined;
+}
+type ReusedBufferSocket = net.Socket & { [inPlaceReads]?: InPlaceReads };
+
+/** 256 KB: a read of a busy connection fills it, and it stays in a core's cache while it is parsed. */
+const READ_BUFFER_BYTES = 256 * 1024;
+
+/**
+ * A socket for `pg` (the `stream` option) whose reads all land in one buffer allocated once
+ * (net.Socket's `onread`). A plain socket allocates a new 64 KB buffer for every read and passes
+ * it through the stream machinery: over the hundreds of megabytes a verify reads, that churn of
+ * memory outside the heap cost more CPU than receiving the bytes and set off major garbage
+ * collections (docs/decisions.md, "Verify"). `pg` gets a copy of each read as a 'data' event, as
+ * from any socket; a COPY running with `copyOut` takes the bytes in place instead.
+ */
+export function socketWithReusedReadBuffer(bytes = READ_BUFFER_BYTES): net.Socket {
+  const reads: InPlaceReads = { handler: undefined };
+  const socket: ReusedBufferSocket = new net.Socket({
+    onread: {
+      buffer: Buffer.allocUnsafe(bytes),
+      callback: (length: number, buffer: Uint8Array) => {
+        if (reads.handler) reads.handler(buffer as Buffer, 0, length);
+        else socket.emit('data', Buffer.copyBytesFrom(buffer, 0, length));
+        return true; // false would pause the socket
+      },
+    },
+  });
+  socket[inPlaceReads] = reads;
+  return socket;
+}
+
 const COPY_DATA = 0x64;
 /** Messages the server may send during a COPY that do not end it: CopyOutResponse, notices, parameter changes, notifications. */
 const IN_COPY = new Set([0x48, 0x4e, 0x53, 0x41]);
@@ -78,10 +113,12 @@ class CopyOut implements pg.Submittable {
   readonly #onData: CopyDataHandler;
   #connection: pg.Connection | undefined;
   #pgReader: ((chunk: Buffer) => void) | undefined;
+  /** Set when the socket reads into one reused buffer: its bytes are valid only during the call. */
+  #inPlace: InPlaceReads | undefined;
   /** An incomplete message's bytes so far, from the reads it spans. */
   #partial: Buffer[] = [];
   #partialBytes = 0;
-  readonly #onSocketData = (chunk: Buffer) => this.#read(chunk);
+  readonly #onSocketData = (chunk: Buffer, start = 0, end = chunk.length) => this.#read(start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end));
 
   constructor(text: string, onData: CopyDataHandler) {
     this.#text = text;
@@ -92,7 +129,10 @@ class CopyOut implements pg.Submittable {
     this.#connection = connection;
     const readers = connection.stream.listeners('data') as Array<(chunk: Buffer) => void>;
     // Nothing can be buffered in pg's parser here: the previous statement ended with ReadyForQuery.
-    if (readers.length === 1) {
+    this.#inPlace = (connection.stream as ReusedBufferSocket)[inPlaceReads];
+    if (this.#inPlace) {
+      this.#inPlace.handler = this.#onSocketData;
+    } else if (readers.length === 1) {
       this.#pgReader = readers[0]!;
       connection.stream.removeListener('data', this.#pgReader);
       connection.stream.on('data', this.#onSocketData);
@@ -123,8 +163,7 @@ class CopyOut implements pg.Submittable {
       i = end;
     }
     if (i < b.length) {
-      // A view is enough: the socket hands over a new buffer for every read.
-      this.#partial = [b.subarray(i)];
+      this.#partial = [this.#kept(b.subarray(i))];
       this.#partialBytes = b.length - i;
     }
   }
@@ -136,7 +175,7 @@ class CopyOut implements pg.Submittable {
    */
   #completeMessage(chunk: Buffer): number {
     if (this.#partialBytes + chunk.length < 5) {
-      this.#partial.push(chunk);
+      this.#partial.push(this.#kept(chunk));
       this.#partialBytes += chunk.length;
       return -1;
     }
@@ -150,7 +189,7 @@ class CopyOut implements pg.Submittable {
     const messageBytes = 1 + (((byteAt(1) << 24) | (byteAt(2) << 16) | (byteAt(3) << 8) | byteAt(4)) >>> 0);
     const needed = messageBytes - this.#partialBytes;
     if (chunk.length < needed) {
-      this.#partial.push(chunk);
+      this.#partial.push(this.#kept(chunk));
       this.#partialBytes += chunk.length;
       return -1;
     }
@@ -166,7 +205,17 @@ class CopyOut implements pg.Submittable {
     return needed;
   }
 
+  /** Bytes to keep past this read: a view of a plain socket's read (a new buffer each time), else a copy. */
+  #kept(bytes: Buffer): Buffer {
+    return this.#inPlace ? Buffer.copyBytesFrom(bytes) : bytes;
+  }
+
   #giveBack(rest: Buffer): void {
+    if (this.#inPlace) {
+      this.#inPlace.handler = undefined;
+      this.#connection!.stream.emit('data', Buffer.copyBytesFrom(rest));
+      return;
+    }
     const socket = this.#connection!.stream;
     socket.removeListener('data', this.#onSocketData);
     socket.on('data', this.#pgReader!);

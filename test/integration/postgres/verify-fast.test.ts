@@ -16,7 +16,7 @@ import { verifyStore, type VerifyReport } from '../../../src/security/verify.ts'
 import { openPostgres } from '../../../src/sinks/postgres/db.ts';
 import { migrate } from '../../../src/sinks/postgres/migrations.ts';
 import { ChainStore } from '../../../src/sinks/postgres/store.ts';
-import { chainCopyStatement, copyOut, readCopy } from '../../../src/sinks/postgres/verify-copy.ts';
+import { chainCopyStatement, copyOut, readCopy, socketWithReusedReadBuffer } from '../../../src/sinks/postgres/verify-copy.ts';
 import { checkAllRows, connectInSnapshot } from '../../../src/sinks/postgres/verify-workers.ts';
 import { adminQuery, createDatabase, databaseUrl, dropDatabase } from './helpers.ts';
 
@@ -237,6 +237,29 @@ describe('verify, fast pass', () => {
       assert.equal(received.length, payloads.length, `pieces up to ${maxPiece} bytes`);
       assert.ok(received.every((payload, i) => payload.equals(payloads[i]!)), `pieces up to ${maxPiece} bytes: every payload intact`);
       assert.ok(handedBack.equals(ending), 'pg gets exactly what ends the COPY');
+    }
+  });
+
+  it('reads the COPY in place from a socket that reuses one read buffer, whatever its size, and pg reads on after it', { timeout: 60_000 }, async () => {
+    const payloads = await copyPayloads();
+    // 7 bytes: every message spans reads, so any piece kept as a view of the buffer would be overwritten.
+    for (const bufferBytes of [7, 700, 256 * 1024]) {
+      const client = new pg.Client({ connectionString: databaseUrl(source), stream: () => socketWithReusedReadBuffer(bufferBytes) });
+      await client.connect();
+      try {
+        const received: Buffer[] = [];
+        await copyOut(client, chainCopyStatement('auditpipe'), (bytes, start, end) => {
+          received.push(Buffer.from(bytes.subarray(start, end)));
+        });
+        assert.equal(received.length, payloads.length, `${bufferBytes}-byte reads`);
+        assert.ok(received.every((payload, i) => payload.equals(payloads[i]!)), `${bufferBytes}-byte reads: every payload intact`);
+        // pg parses what follows the COPY, and the statements after it, from copies of the reads.
+        assert.deepEqual((await client.query('SELECT count(*)::int AS n, max(seq)::int AS top FROM auditpipe.chain_events')).rows, [{ n: 2_400, top: 80 }]);
+        await assert.rejects(copyOut(client, chainCopyStatement('no_such_schema'), () => {}), /no_such_schema/);
+        assert.equal((await client.query('SELECT 1 AS one')).rows[0].one, 1);
+      } finally {
+        await client.end();
+      }
     }
   });
 
