@@ -241,11 +241,11 @@ try {
       ...(note ? { note } : {}),
     };
   };
-  // The floor: the same binary COPY, streamed into a process and dropped.
+  // The floor: the same binary COPY, read as verify reads it (into one reused buffer) and dropped.
   const floorScript = [
     "import pg from 'pg';",
-    `import { chainCopyStatement, copyOut } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/sinks/postgres/verify-copy.ts')).href)};`,
-    `const client = new pg.Client({ connectionString: ${JSON.stringify(url)}, options: '-c synchronize_seqscans=off' });`,
+    `import { chainCopyStatement, copyOut, socketWithReusedReadBuffer } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/sinks/postgres/verify-copy.ts')).href)};`,
+    `const client = new pg.Client({ connectionString: ${JSON.stringify(url)}, options: '-c synchronize_seqscans=off', stream: () => socketWithReusedReadBuffer() });`,
     'const started = performance.now();',
     'await client.connect();',
     "await copyOut(client, chainCopyStatement('chain4'), () => {});",
