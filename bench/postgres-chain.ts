@@ -15,6 +15,7 @@
  *     thread, and as the ordered walk (what the embedded store does); beside it the floor: the
  *     same binary COPY read and dropped. The table is vacuumed first (unmeasured), as autovacuum
  *     would have done before a verify on a real store.
+ * Before each measured phase, what the earlier ones wrote is flushed to disk (`settle`).
  * For each phase it reports wall-clock events/s, the CPU spent per event by this Node process and
  * by the PostgreSQL backends doing the work, and by the whole machine (all read from /proc, so the
  * server must run on this machine): on a shared machine CPU per event compares across runs.
@@ -115,6 +116,18 @@ interface Phase {
   machine_cpu_us_per_event: number | null;
 }
 
+/**
+ * Writes out what earlier phases left dirty before the next measured one. The test server runs
+ * with fsync off, so what a phase writes (the verify store: ~600 MB of table, indexes and WAL)
+ * sits in the OS's cache until the kernel flushes it, in bursts that took CPU from whichever phase
+ * was running (one of ~500 MB in one second, in the middle of a measured verify, seen with
+ * vmstat). A checkpoint needs a role the bench's user may lack; the OS flush moves the bulk.
+ */
+async function settle(url: string): Promise<void> {
+  await query(url, 'CHECKPOINT').catch(() => undefined);
+  execFileSync('sync');
+}
+
 /** CPU seconds every process of the machine has used so far (/proc/stat), or undefined. */
 function machineCpuSeconds(): number | undefined {
   if (!existsSync('/proc/stat')) return undefined;
@@ -175,9 +188,11 @@ try {
 
   const workers = Math.min(availableParallelism(), 8);
   const storeA = new ChainStore(db, 'chain4');
+  await settle(url);
   const append4 = await measure(url, database, () => appendAll(storeA, eventsA, 4));
   const storeB = new ChainStore(db, 'chain1');
   const eventsB = makeEvents('b');
+  await settle(url);
   const append1 = await measure(url, database, () => appendAll(storeB, eventsB, 1));
 
   // The same rows, COPYed into an identical empty table by psql: what PostgreSQL itself needs.
@@ -193,6 +208,7 @@ try {
     `\\copy copied.chain_events (actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at) FROM '${csv}' WITH (FORMAT csv)`,
     '\\! cat /proc/$BENCH_BACKEND_PID/stat',
   ].join('\n'));
+  await settle(url);
   const copyStarted = performance.now();
   const copyOut = execFileSync('psql', [url, '-q', '-X', '-f', script], { encoding: 'utf8' });
   const copySeconds = (performance.now() - copyStarted) / 1000;
@@ -215,6 +231,7 @@ try {
   // whole table (and its first read sets every row's hint bits), which otherwise runs during one
   // of the measured reads below, whichever the autovacuum launcher's minute happens to hit.
   await query(url, 'VACUUM (ANALYZE) chain4.chain_events');
+  await settle(url);
   // Verify runs as `auditpipe verify` does, in a process of its own (this one holds hundreds of
   // thousands of generated events, whose garbage collection would be charged to the verifier).
   const verifyCli = (args: string[], note?: string, command = [CLI, 'verify', '--database-url', url, '--schema', 'chain4', '--json', ...args]) => {
