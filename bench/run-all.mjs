@@ -33,8 +33,34 @@ const results = {
   machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryGb: Math.round(os.totalmem() / 2 ** 30), loadAverageAtStart: os.loadavg(), node: process.version },
   results: {},
 };
+/** CPUs' worth of work the machine did over `ms` (/proc/stat), or undefined off Linux. */
+function busyCpus(ms) {
+  const busy = () => {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return f[0] + f[1] + f[2] + f[5] + f[6] + f[7]; // all but idle and iowait, in ticks of 1/100 s
+  };
+  if (!existsSync('/proc/stat')) return undefined;
+  const before = busy();
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  return (busy() - before) / (ms / 10);
+}
+
+/**
+ * Waits (up to a minute) until the machine is quiet: a server still busy with the previous
+ * bench's data (VictoriaLogs merging what it was sent, PostgreSQL's autovacuum) takes CPU from
+ * the next one on a 2-CPU machine. What was found is recorded, so a reader sees it.
+ */
+function waitForQuiet() {
+  const started = Date.now();
+  let busy = busyCpus(2000);
+  while (busy !== undefined && busy > 0.25 && Date.now() - started < 60_000) busy = busyCpus(2000);
+  return { waited_s: Math.round((Date.now() - started) / 100) / 10, busy_cpus: busy === undefined ? null : Math.round(busy * 100) / 100 };
+}
+
+results.quiet_before = {};
 for (const [name, args] of runs) {
-  process.stderr.write(`# bench ${name}\n`);
+  results.quiet_before[name] = waitForQuiet();
+  process.stderr.write(`# bench ${name} (machine ${JSON.stringify(results.quiet_before[name])})\n`);
   const run = spawnSync(process.execPath, args, { cwd: root, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 * 2 ** 20 });
   const text = run.stdout ?? '';
   const start = text.lastIndexOf('\n{') + 1;
