@@ -71,10 +71,9 @@ const READ_BUFFER_BYTES = 256 * 1024;
 /**
  * A socket for `pg` (the `stream` option) whose reads all land in one buffer allocated once
  * (net.Socket's `onread`). A plain socket allocates a new 64 KB buffer for every read and passes
- * it through the stream machinery: over the hundreds of megabytes a verify reads, that churn of
- * memory outside the heap cost more CPU than receiving the bytes and set off major garbage
- * collections (docs/decisions.md, "Verify"). `pg` gets a copy of each read as a 'data' event, as
- * from any socket; a COPY running with `copyOut` takes the bytes in place instead.
+ * it through the stream machinery, which over the hundreds of megabytes a verify reads cost a
+ * measurable share of its CPU (docs/decisions.md, "Verify"). `pg` gets a copy of each read as a
+ * 'data' event, as from any socket; a COPY running with `copyOut` takes the bytes in place instead.
  */
 export function socketWithReusedReadBuffer(bytes = READ_BUFFER_BYTES): net.Socket {
   const reads: InPlaceReads = { handler: undefined };
