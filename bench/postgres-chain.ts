@@ -23,7 +23,7 @@
  * BENCH_KEEP_DATABASE=1 keeps the database (its URL goes to stderr) for experiments.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -33,6 +33,7 @@ import type { AuditEvent } from '../src/public/index.ts';
 import { openPostgres } from '../src/sinks/postgres/db.ts';
 import { migrate } from '../src/sinks/postgres/migrations.ts';
 import { ChainStore } from '../src/sinks/postgres/store.ts';
+import { childCpuSeconds, machineCpuSeconds, processCpuSeconds, TICKS_PER_SECOND } from './proc-cpu.ts';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 100_000);
 const VERIFY_EVENTS = Math.max(EVENTS, Number(process.env.BENCH_VERIFY_EVENTS ?? 500_000));
@@ -62,21 +63,6 @@ async function query(url: string, text: string, values: unknown[] = []): Promise
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const CLI = path.join(ROOT, 'src/cli/main.ts');
-
-const TICKS_PER_SECOND = 100; // USER_HZ on Linux
-
-/** CPU seconds this process's finished children have used (/proc/self/stat cutime + cstime). */
-function childCpuSeconds(): number {
-  const fields = readFileSync('/proc/self/stat', 'utf8').replace(/^.*\) /s, '').split(' ');
-  return (Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND;
-}
-/** CPU seconds (user + system) a process has used so far, or undefined when /proc cannot tell. */
-function processCpuSeconds(pid: number): number | undefined {
-  const file = `/proc/${pid}/stat`;
-  if (!existsSync(file)) return undefined;
-  const fields = readFileSync(file, 'utf8').replace(/^.*\) /s, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
-}
 
 /** CPU used by this database's auditpipe backends between start() and stop(). */
 async function backendCpu(url: string, database: string) {
@@ -126,14 +112,6 @@ interface Phase {
 async function settle(url: string): Promise<void> {
   await query(url, 'CHECKPOINT').catch(() => undefined);
   execFileSync('sync');
-}
-
-/** CPU seconds every process of the machine has used so far (/proc/stat), or undefined. */
-function machineCpuSeconds(): number | undefined {
-  if (!existsSync('/proc/stat')) return undefined;
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal: everything but idle and iowait.
-  return (fields[0]! + fields[1]! + fields[2]! + fields[5]! + fields[6]! + fields[7]!) / TICKS_PER_SECOND;
 }
 
 async function measure(url: string, database: string, work: () => Promise<void>, events = EVENTS): Promise<Phase> {
@@ -261,8 +239,8 @@ try {
   // The floor: the same binary COPY, read as verify reads it (into one reused buffer) and dropped.
   const floorScript = [
     "import pg from 'pg';",
-    `import { chainCopyStatement, copyOut, socketWithReusedReadBuffer } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/sinks/postgres/verify-copy.ts')).href)};`,
-    `const client = new pg.Client({ connectionString: ${JSON.stringify(url)}, options: '-c synchronize_seqscans=off', stream: () => socketWithReusedReadBuffer() });`,
+    `import { chainCopyStatement, copyOut, verifierStream } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/sinks/postgres/verify-copy.ts')).href)};`,
+    `const client = new pg.Client({ connectionString: ${JSON.stringify(url)}, options: '-c synchronize_seqscans=off', stream: verifierStream });`,
     'const started = performance.now();',
     'await client.connect();',
     "await copyOut(client, chainCopyStatement('chain4'), () => {});",

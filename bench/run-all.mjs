@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { machineCpuSeconds } from './proc-cpu.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const env = { ...process.env };
@@ -33,16 +34,12 @@ const results = {
   machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryGb: Math.round(os.totalmem() / 2 ** 30), loadAverageAtStart: os.loadavg(), node: process.version },
   results: {},
 };
-/** CPUs' worth of work the machine did over `ms` (/proc/stat), or undefined off Linux. */
+/** CPUs' worth of work the machine did over `ms`, or undefined off Linux. */
 function busyCpus(ms) {
-  const busy = () => {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    return f[0] + f[1] + f[2] + f[5] + f[6] + f[7]; // all but idle and iowait, in ticks of 1/100 s
-  };
-  if (!existsSync('/proc/stat')) return undefined;
-  const before = busy();
+  const before = machineCpuSeconds();
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-  return (busy() - before) / (ms / 10);
+  const after = machineCpuSeconds();
+  return before === undefined || after === undefined ? undefined : (after - before) / (ms / 1000);
 }
 
 /**

@@ -91,6 +91,13 @@ export function socketWithReusedReadBuffer(bytes = READ_BUFFER_BYTES): net.Socke
   return socket;
 }
 
+/**
+ * The `stream` option for the verifier's `pg` clients: called by `pg` with its connection
+ * settings, it gives a socket with a reused read buffer, except for TLS, whose layer reads the
+ * plain socket itself.
+ */
+export const verifierStream = ((settings: { ssl?: unknown }) => settings.ssl ? new net.Socket() : socketWithReusedReadBuffer()) as () => net.Socket;
+
 const COPY_DATA = 0x64;
 /** Messages the server may send during a COPY that do not end it: CopyOutResponse, notices, parameter changes, notifications. */
 const IN_COPY = new Set([0x48, 0x4e, 0x53, 0x41]);
@@ -117,7 +124,8 @@ class CopyOut implements pg.Submittable {
   /** An incomplete message's bytes so far, from the reads it spans. */
   #partial: Buffer[] = [];
   #partialBytes = 0;
-  readonly #onSocketData = (chunk: Buffer, start = 0, end = chunk.length) => this.#read(start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end));
+  readonly #onSocketData = (chunk: Buffer) => this.#read(chunk);
+  readonly #onReadInPlace = (buffer: Buffer, start: number, end: number) => this.#read(buffer.subarray(start, end));
 
   constructor(text: string, onData: CopyDataHandler) {
     this.#text = text;
@@ -130,7 +138,7 @@ class CopyOut implements pg.Submittable {
     // Nothing can be buffered in pg's parser here: the previous statement ended with ReadyForQuery.
     this.#inPlace = (connection.stream as ReusedBufferSocket)[inPlaceReads];
     if (this.#inPlace) {
-      this.#inPlace.handler = this.#onSocketData;
+      this.#inPlace.handler = this.#onReadInPlace;
     } else if (readers.length === 1) {
       this.#pgReader = readers[0]!;
       connection.stream.removeListener('data', this.#pgReader);

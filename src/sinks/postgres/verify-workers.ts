@@ -10,12 +10,11 @@
  * in few runs (`UnorderedChainCheck`), which are joined at the end (`joinRuns`).
  * This module is also the workers' entry point.
  */
-import net from 'node:net';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import { joinRuns, UnorderedChainCheck, type PassResult, type RowBytes, type UnorderedCheckResult } from '../../security/unordered-check.ts';
 import type { ChainCheckInput } from '../../security/verify.ts';
-import { copyChainRows, socketWithReusedReadBuffer, type BlockRange } from './verify-copy.ts';
+import { copyChainRows, verifierStream, type BlockRange } from './verify-copy.ts';
 
 /** Chunks per thread when the table is big enough: small enough to even out the threads' ends. */
 const CHUNKS_PER_THREAD = 16;
@@ -44,8 +43,7 @@ function connect(url: string): pg.Client {
   // it would begin mid-table: every actor's early rows would come last, after all the others.
   return new pg.Client({
     connectionString: url, application_name: 'auditpipe', options: '-c default_transaction_read_only=on -c synchronize_seqscans=off',
-    // pg calls this with its connection's settings; a TLS connection wraps a plain socket of its own.
-    stream: ((settings: { ssl?: unknown }) => settings.ssl ? new net.Socket() : socketWithReusedReadBuffer()) as () => net.Socket,
+    stream: verifierStream,
   });
 }
 
