@@ -3,8 +3,10 @@
  * is in docs/decisions.md, "Chain appends").
  *
  * Correctness rests on one rule: inside the batch transaction, the head row of every actor of the
- * batch is locked (in actor order, so writers never deadlock) and each new row links from the
- * locked head. Everything else here is about not wasting time around that rule:
+ * batch is locked and each new row links from the locked head. Locks are taken in actor order, so
+ * writers do not deadlock; should PostgreSQL's plan for the common case ever take them in another
+ * order, it breaks the deadlock by aborting one message, which then takes the ordered path.
+ * Everything else here is about not wasting time around that rule:
  *
  * - Batches of one store run one transaction at a time; they would only queue on the same head
  *   locks inside PostgreSQL.
@@ -12,9 +14,10 @@
  *   batch N will leave. Under its locks batch N+1 then only checks that the heads are what it
  *   assumed. Where another writer moved a head, or batch N failed, the actual head comes back
  *   and those actors are re-hashed.
- * - The common case (every head exists, none moved) is one message on a server: the heads
- *   statement, then the rows by bulk COPY (`copyMessage`); the other cases, and PGlite, use one
- *   statement that inserts from arrays (`writePlanned`).
+ * - The common case (every head exists, none moved) is one message on a server: one UPDATE that
+ *   checks and moves the heads, then the rows by bulk COPY (`copyMessage`); the other cases, and
+ *   PGlite, lock the heads first (`FOR UPDATE`, in actor order) in one statement that inserts from
+ *   arrays (`writePlanned`).
  * - Redelivery: the unique event id decides. A batch is written without looking ids up first; if
  *   an id is already stored the insert fails, the transaction rolls back, and the batch is
  *   redone with a lookup, keeping the stored events' positions.
@@ -68,7 +71,7 @@ interface Head {
   readonly hash: string;
 }
 
-/** The rows a batch will write, hashed from known heads, and the statement parameters that write them. */
+/** The rows a batch will write, hashed from known heads. */
 interface Plan {
   /** The head of every actor of the batch the plan starts from. */
   readonly from: Map<string, Head>;
@@ -80,11 +83,6 @@ interface Plan {
   readonly rows: {
     readonly actors: string[]; readonly seqs: number[]; readonly ids: string[]; readonly prevs: string[]; readonly hashes: string[];
     readonly records: string[]; readonly times: ColumnTime[]; readonly receiveds: ColumnTime[];
-  };
-  /** Statement parameters for the heads, built with the plan so sending costs the next batch no time. */
-  readonly heads: {
-    readonly actors: TextList; readonly fromSeqs: string; readonly fromHashes: string;
-    readonly movedActors: TextList; readonly movedSeqs: string; readonly movedHashes: string;
   };
 }
 
@@ -231,22 +229,20 @@ function plan(items: readonly Prepared[], heads: ReadonlyMap<string, Head>, stor
     receiveds.push(item.receivedAt);
     to.set(item.actor, { seq, hash });
   }
-  const fromHeads = [...from.values()];
-  const moved = [...to].filter(([name, head]) => head !== from.get(name));
+  return { from, to, positions, appended: ids.length, rows: { actors: actor, seqs, ids, prevs, hashes, records, times, receiveds } };
+}
+
+/** The heads statement's parameters of `writePlanned`: where every actor's head starts, and those the plan moves. */
+function headsParameters(planned: Plan) {
+  const fromHeads = [...planned.from.values()];
+  const moved = [...planned.to].filter(([name, head]) => head !== planned.from.get(name));
   return {
-    from,
-    to,
-    positions,
-    appended: ids.length,
-    rows: { actors: actor, seqs, ids, prevs, hashes, records, times, receiveds },
-    heads: {
-      actors: textList([...from.keys()]),
-      fromSeqs: fromHeads.map((head) => head.seq).join(','),
-      fromHashes: fromHeads.map((head) => head.hash).join(','),
-      movedActors: textList(moved.map(([name]) => name)),
-      movedSeqs: moved.map(([, head]) => head.seq).join(','),
-      movedHashes: moved.map(([, head]) => head.hash).join(','),
-    },
+    actors: textList([...planned.from.keys()]),
+    fromSeqs: fromHeads.map((head) => head.seq).join(','),
+    fromHashes: fromHeads.map((head) => head.hash).join(','),
+    movedActors: textList(moved.map(([name]) => name)),
+    movedSeqs: moved.map(([, head]) => head.seq).join(','),
+    movedHashes: moved.map(([, head]) => head.hash).join(','),
   };
 }
 
@@ -278,6 +274,19 @@ const COPY_COLUMNS = 'actor, seq, event_id, prev_hash, hash, canonical, event_ti
  * folded at planning) to an integer when a head moved, and the error carries it back.
  */
 const HEADS_MOVED = 'auditpipe: chain heads moved:';
+
+/** SQLSTATE 40P01: PostgreSQL aborted this transaction to break a lock cycle between writers. */
+const DEADLOCK_DETECTED = '40P01';
+
+/**
+ * Actors in the order the "C" collation sorts them (by UTF-8 bytes): the order every writer takes
+ * head locks in. JavaScript's default sort (by UTF-16 units) agrees except around surrogate pairs.
+ */
+export function inLockOrder(actors: string[]): string[] {
+  if (!actors.some((actor) => SURROGATE.test(actor))) return actors.sort();
+  return actors.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+}
+const SURROGATE = /[\uD800-\uDFFF]/;
 
 /** A promise with its resolver, for the hand-over points between consecutive batches. */
 function signal(): { promise: Promise<void>; resolve: () => void } {
@@ -457,7 +466,7 @@ export class ChainAppender {
    * plan starts (nothing was written then; the locks are kept until the transaction ends).
    */
   private async writePlanned(db: Kysely<any>, planned: Plan) {
-    const h = planned.heads;
+    const h = headsParameters(planned);
     const r = planned.rows;
     const result = await sql<HeadRow>`
       WITH locked AS MATERIALIZED (
@@ -483,36 +492,49 @@ export class ChainAppender {
   }
 
   /**
-   * `writePlanned` as one message with the rows in COPY's binary format. A simple-query message
-   * takes no parameters, so the heads' values are written into the statement as literals. The
-   * rows go out with it, before the heads are checked, so a moved head must stop the COPY: the
-   * statement then fails, which rolls the message back (see `HEADS_MOVED`).
+   * The plan as one message: a statement that checks and moves the heads, then the rows in COPY's
+   * binary format. A simple-query message takes no parameters, so the heads' values are written
+   * into the statement as literals. The rows go out with it, before the heads are checked, so a
+   * moved head must stop the COPY: the statement then fails, which rolls the message back (see
+   * `HEADS_MOVED`).
+   *
+   * Unlike `writePlanned` it takes no ordered lock first: the UPDATE locks each head as it moves
+   * it and checks it in its WHERE, which halves the heads' work (a lock and an update per head were
+   * two tuple writes and two WAL records; docs/decisions.md, "Chain appends"). The rows it joins
+   * come in the order of the list, sorted as PostgreSQL sorts actors, so writers lock in the same
+   * order in the plans PostgreSQL picks for it; if it ever picked another and two writers deadlocked,
+   * PostgreSQL aborts one message and that batch takes the ordered path (`copyPlanned`).
    */
   private copyMessage(planned: Plan): CopyMessage {
-    const h = planned.heads;
-    const actors = textArrayLiteral(h.actors);
-    const text = `WITH locked AS MATERIALIZED (
-        SELECT actor, seq, hash FROM ${this.headsTable} WHERE actor = ANY(${actors}) ORDER BY actor FOR UPDATE),
-      differing AS MATERIALIZED (
-        SELECT e.actor FROM unnest(${actors}, string_to_array(${textLiteral(h.fromSeqs)}, ',')::int8[], string_to_array(${textLiteral(h.fromHashes)}, ',')) AS e(actor, seq, hash)
-        LEFT JOIN locked l ON l.actor = e.actor
-        WHERE l.seq IS DISTINCT FROM e.seq OR l.hash IS DISTINCT FROM e.hash),
-      moved AS (
+    const actors = inLockOrder([...planned.from.keys()]);
+    const from = actors.map((actor) => planned.from.get(actor)!);
+    const to = actors.map((actor) => planned.to.get(actor)!);
+    const text = `WITH moved AS (
         UPDATE ${this.headsTable} AS h SET seq = v.seq, hash = v.hash
-        FROM unnest(${textArrayLiteral(h.movedActors)}, string_to_array(${textLiteral(h.movedSeqs)}, ',')::int8[], string_to_array(${textLiteral(h.movedHashes)}, ',')) AS v(actor, seq, hash)
-        WHERE h.actor = v.actor AND NOT EXISTS (SELECT FROM differing))
-      SELECT CASE WHEN count(*) = 0 THEN 0 ELSE ('${HEADS_MOVED} ' || count(*))::int END FROM differing;
+        FROM unnest(${textArrayLiteral(textList(actors))},
+          string_to_array(${textLiteral(from.map((head) => head.seq).join(','))}, ',')::int8[], string_to_array(${textLiteral(from.map((head) => head.hash).join(','))}, ','),
+          string_to_array(${textLiteral(to.map((head) => head.seq).join(','))}, ',')::int8[], string_to_array(${textLiteral(to.map((head) => head.hash).join(','))}, ','))
+          AS v(actor, from_seq, from_hash, seq, hash)
+        WHERE h.actor = v.actor AND h.seq = v.from_seq AND h.hash = v.from_hash
+        RETURNING 1)
+      SELECT CASE WHEN count(*) = ${actors.length} THEN 0 ELSE ('${HEADS_MOVED} ' || count(*))::int END FROM moved;
       ${this.copyStatement}`;
     return { text, rows: copyRows(planned) };
   }
 
-  /** Whether the message was written; false when a head was not where the plan starts (nothing was written). */
+  /**
+   * Whether the message was written; false when nothing was written and the batch must take the
+   * ordered path: a head was not where the plan starts, or PostgreSQL broke a deadlock by
+   * aborting this message.
+   */
   private async copyPlanned(message: CopyMessage): Promise<boolean> {
     try {
       await this.db.statementsThenCopy!(message.text, message.rows);
       return true;
     } catch (error) {
-      if ((error as { code?: unknown }).code === '22P02' && String((error as Error).message).includes(HEADS_MOVED)) return false;
+      const code = (error as { code?: unknown }).code;
+      if (code === '22P02' && String((error as Error).message).includes(HEADS_MOVED)) return false;
+      if (code === DEADLOCK_DETECTED) return false;
       throw error;
     }
   }

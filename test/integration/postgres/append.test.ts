@@ -5,12 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { toEvent } from '../../../src/core/event.ts';
 import type { AuditEvent } from '../../../src/public/index.ts';
 import { verifyStore } from '../../../src/security/verify.ts';
 import { openPostgres, type ChainDb } from '../../../src/sinks/postgres/db.ts';
+import { inLockOrder } from '../../../src/sinks/postgres/append.ts';
 import { migrate } from '../../../src/sinks/postgres/migrations.ts';
 import { ChainStore } from '../../../src/sinks/postgres/store.ts';
+import { waitFor } from '../nats/helpers.ts';
 import { adminQuery, createDatabase, databaseUrl, dropDatabase } from './helpers.ts';
 
 let database: string;
@@ -67,6 +70,22 @@ function countCopied(store: ChainStore): { rows: number[] } {
     return rows;
   };
   return counted;
+}
+
+/** Records, from now on, the SQLSTATE of every one-message append of `store` that failed. */
+function recordCopyFailures(store: ChainStore): string[] {
+  const db = store.db as { statementsThenCopy?: (text: string, data: Buffer) => Promise<number> };
+  const copy = db.statementsThenCopy!;
+  const failures: string[] = [];
+  db.statementsThenCopy = async (text, data) => {
+    try {
+      return await copy(text, data);
+    } catch (error) {
+      failures.push(String((error as { code?: unknown }).code));
+      throw error;
+    }
+  };
+  return failures;
 }
 
 describe('chain appends', () => {
@@ -198,5 +217,40 @@ describe('chain appends', () => {
       assert.equal(row.event_ms, String(Date.parse(times[i]!)), `event time ${times[i]}`);
       assert.equal(row.received_ms, String(Date.parse(JSON.parse(row.canonical).receivedAt)));
     });
+  });
+
+  it('sorts actors for locking exactly as PostgreSQL\'s "C" collation does, surrogate pairs included', async () => {
+    const actors = ['b', 'a', 'é', '\uFFFF', '😀', 'Z', '', 'a\u0000', '\uE000', '🔏x', 'aa'];
+    const server = (await adminQuery(`SELECT a FROM unnest($1::text[]) AS a ORDER BY a COLLATE "C"`, [actors.filter((a) => !a.includes('\u0000'))], database)).rows.map((r) => r.a);
+    assert.deepEqual(inLockOrder(actors.filter((a) => !a.includes('\u0000'))), server);
+    assert.notDeepEqual([...server].sort(), server, 'the case JavaScript\'s default sort gets wrong is covered');
+  });
+
+  it('a deadlock with another writer aborts the one-message append, and the batch is written by the ordered path', async () => {
+    const { schema, stores: [store] } = await stores(1);
+    await store!.append([event('d-1', 'anna'), event('d-2', 'ben')]); // the heads exist from here on
+    const other = new pg.Client({ connectionString: databaseUrl(database) });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`UPDATE ${schema}.chain_heads SET seq = seq WHERE actor = 'ben'`);
+      const failures = recordCopyFailures(store!);
+      const appending = store!.append([event('d-3', 'anna'), event('d-4', 'ben')]);
+      // The message moves anna's head, then waits for ben's; the other writer now asks for anna's.
+      // The message waited first, so its deadlock check (after deadlock_timeout) runs first and aborts it.
+      await waitFor('the append to wait for ben\'s head', async () => (await adminQuery(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'auditpipe' AND wait_event_type = 'Lock'`, [database])).rows[0].n === 1, 30_000, 20);
+      await other.query(`UPDATE ${schema}.chain_heads SET seq = seq WHERE actor = 'anna'`);
+      await other.query('COMMIT');
+      const result = await appending;
+      assert.deepEqual(failures, ['40P01'], 'PostgreSQL broke the deadlock by aborting the message');
+      assert.equal(result.appended, 2);
+      assert.equal(result.rehashed, 0, 'the other writer left the heads where they were');
+    } finally {
+      await other.end();
+    }
+    assert.deepEqual(await chainOf(schema, 'anna'), [['d-1', 1], ['d-3', 2]]);
+    assert.deepEqual(await chainOf(schema, 'ben'), [['d-2', 1], ['d-4', 2]]);
+    await assertIntact(store!, 4);
   });
 });
