@@ -305,8 +305,11 @@ export class ChainAppender {
   private readonly existingHeads = new Set<string>();
   /** The heads each actor will have once every batch hashed so far commits: what the next batch assumes. */
   private readonly assumedHeads = new Map<string, Head>();
-  /** The previous batch: `hashed` when its rows are final, `finished` when its transaction ended. */
-  private previous = { hashed: Promise.resolve(), finished: Promise.resolve() };
+  /**
+   * The previous batch: `hashed` when its rows are final, `sent` when its one-message write is on
+   * the connection (or, when it has none, when it ended), `finished` when its transaction ended.
+   */
+  private previous = { hashed: Promise.resolve(), sent: Promise.resolve(), finished: Promise.resolve() };
 
   constructor(db: ChainDb, schema: string) {
     this.db = db;
@@ -319,15 +322,17 @@ export class ChainAppender {
 
   /**
    * Appends a batch after the batches already handed in (callers may call this
-   * concurrently; batches run in call order). Redelivered ids keep their original position. A
-   * row the database refuses comes back in `rejected`; any other failure throws and nothing of
-   * that batch is committed. A batch whose `abort` fired before its turn does not start.
+   * concurrently; each actor's events are chained in call order). Redelivered ids keep their
+   * original position. A row the database refuses comes back in `rejected`; any other failure
+   * throws and nothing of that batch is committed. A batch whose `abort` fired before its turn
+   * does not start.
    */
   async append(events: readonly AuditEvent[], abort?: AbortSignal): Promise<AppendResult> {
     const hashed = signal();
+    const sent = signal();
     const finished = signal();
     const previous = this.previous;
-    this.previous = { hashed: hashed.promise, finished: finished.promise };
+    this.previous = { hashed: hashed.promise, sent: sent.promise, finished: finished.promise };
     try {
       const batch = await prepareBatch(events);
       await previous.hashed;
@@ -335,12 +340,22 @@ export class ChainAppender {
       await yieldToIo();
       const speculative = batch.items.length > 0 ? plan(batch.items, this.assumedHeads, new Map()) : undefined;
       if (speculative) this.assume(speculative);
-      // Written out now, while the batch before is still being written: sending it then costs no time.
       const message = speculative && this.db.statementsThenCopy ? this.copyMessage(speculative) : undefined;
+      await previous.sent;
+      // Sent right behind the batch before, on the same connection: PostgreSQL runs it the moment
+      // that one ends. If that one fails, this one's heads check fails too (it assumed the heads
+      // that one would leave) and it is redone below, after that one is dealt with.
+      let written: Promise<boolean> | undefined;
+      if (message && !abort?.aborted && this.headsExist(speculative!)) {
+        hashed.resolve();
+        written = this.copyPlanned(message);
+        written.catch(() => undefined); // awaited once the batch before has finished
+        sent.resolve();
+      }
       await previous.finished;
-      abort?.throwIfAborted();
+      if (!written) abort?.throwIfAborted();
       const result: AppendResult = { positions: new Map(), rejected: [...batch.rejected], duplicates: 0, appended: 0, rehashed: 0 };
-      if (speculative) await this.appendIsolating(batch.items, speculative, result, hashed.resolve, message);
+      if (speculative) await this.appendIsolating(batch.items, speculative, result, hashed.resolve, { message, written });
       return result;
     } catch (error) {
       // What later batches assumed may not have been written: they re-check under their locks anyway.
@@ -348,8 +363,15 @@ export class ChainAppender {
       throw error;
     } finally {
       hashed.resolve();
+      sent.resolve();
       finished.resolve();
     }
+  }
+
+  /** Whether every actor of the plan has a committed head row (the one-message write moves heads, it does not create them). */
+  private headsExist(planned: Plan): boolean {
+    for (const actor of planned.from.keys()) if (!this.existingHeads.has(actor)) return false;
+    return true;
   }
 
   private assume(planned: Plan): void {
@@ -357,11 +379,11 @@ export class ChainAppender {
     for (const [actor, head] of planned.to) this.assumedHeads.set(actor, head);
   }
 
-  private async appendIsolating(items: readonly Prepared[], speculative: Plan | undefined, into: AppendResult, hashed: () => void, message?: CopyMessage): Promise<void> {
+  private async appendIsolating(items: readonly Prepared[], speculative: Plan | undefined, into: AppendResult, hashed: () => void, copy: PlannedCopy = {}): Promise<void> {
     try {
       let outcome;
       try {
-        outcome = (speculative && await this.appendAlone(speculative, hashed, message))
+        outcome = (speculative && await this.appendAlone(speculative, hashed, copy))
           || await this.db.transaction((tx) => this.appendTx(tx, items, speculative, false, hashed));
       } catch (error) {
         if (!isStoredIdConflict(error)) throw error;
@@ -389,17 +411,21 @@ export class ChainAppender {
 
   /**
    * The common case: every actor already has a head row and the heads are where the plan
-   * assumed. On a server: one message that locks, checks and moves the heads, then COPYs the
-   * rows in (`copyPlanned`). On PGlite: one statement. Either way one implicit transaction and
-   * one round trip. Undefined when the heads are not where assumed (nothing was written then).
+   * assumed. On a server: one message that checks and moves the heads, then COPYs the rows in
+   * (`copyPlanned`; `copy.written` when it already went out behind the batch before). On PGlite:
+   * one statement. Either way one implicit transaction. Undefined when the heads are not where
+   * assumed (nothing was written then).
    */
-  private async appendAlone(planned: Plan, hashed: () => void, message?: CopyMessage) {
+  private async appendAlone(planned: Plan, hashed: () => void, copy: PlannedCopy) {
     const actors = [...planned.from.keys()];
-    if (!actors.every((actor) => this.existingHeads.has(actor))) return undefined;
+    if (copy.written) {
+      if (!await copy.written) return undefined;
+      return { positions: planned.positions, duplicates: 0, appended: planned.appended, actors, rehashed: 0 };
+    }
+    if (!this.headsExist(planned)) return undefined;
     hashed();
-    const copy = this.db.statementsThenCopy ? message ?? this.copyMessage(planned) : undefined;
-    if (copy) {
-      if (!await this.copyPlanned(copy)) return undefined;
+    if (this.db.statementsThenCopy) {
+      if (!await this.copyPlanned(copy.message ?? this.copyMessage(planned))) return undefined;
     } else if ((await this.db.statement((db) => this.writePlanned(db, planned))).length > 0) {
       return undefined;
     }
@@ -538,6 +564,12 @@ export class ChainAppender {
       throw error;
     }
   }
+}
+
+/** A batch's one-message write: the message, and whether it was written when it was sent ahead. */
+interface PlannedCopy {
+  readonly message?: CopyMessage;
+  readonly written?: Promise<boolean>;
 }
 
 /** A plan as one simple-query message: the heads statement and COPY, and the COPY's rows. */

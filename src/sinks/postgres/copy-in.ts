@@ -8,7 +8,7 @@
  * copy messages outside a COPY). PostgreSQL inserts COPYed rows in bulk (a WAL record per page
  * rather than per row, no statement to plan, no arrays to parse).
  */
-import type pg from 'pg';
+import pg from 'pg';
 
 /** What `pg`'s Connection offers for COPY FROM (not in its type declarations). */
 interface CopyInConnection {
@@ -16,7 +16,13 @@ interface CopyInConnection {
   endCopyFrom(): void;
 }
 
-class StatementsThenCopy implements pg.Submittable {
+/**
+ * The message as a query of `pg`. It extends `pg.Query` only because `pg`'s pipeline mode
+ * refuses other query classes (those that keep a portal open across round trips, like cursors,
+ * would have the replies to the queries behind them land in their portal); this one does not: it
+ * is answered in full, up to its ReadyForQuery, before the next message is read.
+ */
+class StatementsThenCopy extends pg.Query {
   readonly #settle = Promise.withResolvers<number>();
   readonly done = this.#settle.promise;
   readonly #text: string;
@@ -25,16 +31,18 @@ class StatementsThenCopy implements pg.Submittable {
   #copied: number | undefined;
 
   constructor(text: string, data: Buffer) {
+    super({ text });
     this.#text = text;
     this.#data = data;
   }
 
-  submit(connection: pg.Connection): void {
+  // A property, as `pg.Query`'s type declares it.
+  override submit = (connection: pg.Connection): void => {
     connection.query(this.#text);
     const copy = connection as unknown as CopyInConnection;
     if (this.#data.length > 0) copy.sendCopyFromChunk(this.#data);
     copy.endCopyFrom();
-  }
+  };
 
   handleCopyInResponse(): void {}
 
@@ -67,7 +75,9 @@ class StatementsThenCopy implements pg.Submittable {
 
 /**
  * Runs `text` (statements, then one `COPY … FROM STDIN`) on `client` as one implicit
- * transaction, with `data` in the COPY's format; the number of rows copied.
+ * transaction, with `data` in the COPY's format; the number of rows copied. On a client in
+ * pipeline mode the message goes out at once, behind any still running: PostgreSQL runs them in
+ * the order sent, each as its own transaction.
  */
 export async function statementsThenCopy(client: pg.ClientBase, text: string, data: Buffer): Promise<number> {
   const message = new StatementsThenCopy(text, data);

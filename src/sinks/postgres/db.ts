@@ -63,15 +63,15 @@ export interface PostgresOptions {
 }
 
 export function openPostgres(options: PostgresOptions): ChainDb {
-  const pool = new pg.Pool({
+  const settings = {
     connectionString: options.url,
-    max: options.poolSize,
     statement_timeout: options.statementTimeoutMs,
     idle_in_transaction_session_timeout: options.statementTimeoutMs,
     connectionTimeoutMillis: 10_000,
     application_name: 'auditpipe',
     ...(options.readOnly ? { options: '-c default_transaction_read_only=on' } : {}),
-  });
+  };
+  const pool = new pg.Pool({ ...settings, max: options.poolSize });
   let healthy = true;
   // An idle client losing its server must not crash the process; the next statement reconnects.
   pool.on('error', (error) => {
@@ -98,29 +98,58 @@ export function openPostgres(options: PostgresOptions): ChainDb {
       throw error;
     }
   };
+  const copies = pipelinedConnection(settings, () => {
+    healthy = false;
+  });
   return {
     kysely,
     embedded: false,
     where: describeUrl(options.url),
     transaction: (work) => track(() => kysely.transaction().execute(work)),
-    statementsThenCopy: (text, data) => track(async () => {
-      const client = await pool.connect();
-      let failure: Error | undefined;
-      try {
-        return await statementsThenCopy(client, text, data);
-      } catch (error) {
-        // A connection-level failure closes the connection instead of returning it to the pool.
-        if (isConnectionError(error)) failure = error as Error;
-        throw error;
-      } finally {
-        client.release(failure);
-      }
-    }),
+    statementsThenCopy: (text, data) => track(async () => statementsThenCopy(await copies.client(), text, data)),
     read: (work) => track(() => work(kysely)),
     statement: (work) => track(() => work(kysely)),
     readTextRows: (text, values) => track(() => textRows(text, values)),
     healthy: () => healthy,
-    close: () => kysely.destroy(),
+    close: async () => {
+      await copies.close();
+      await kysely.destroy();
+    },
+  };
+}
+
+/**
+ * The connection the chain appends' one-message writes go through, in `pg`'s pipeline mode: each
+ * message is sent the moment it is ready, behind those still running, so PostgreSQL goes from one
+ * batch's message to the next without waiting for Node to read a reply and send again
+ * (docs/decisions.md, "Chain appends"). Messages are sent, and run, in call order. Opened on
+ * first use; after the connection fails, the messages on it fail and the next call opens another.
+ */
+function pipelinedConnection(settings: pg.ClientConfig, onFailure: () => void) {
+  let current: Promise<pg.Client> | undefined;
+  const open = (): Promise<pg.Client> => {
+    const client = new pg.Client({ ...settings, pipeline: true } as pg.ClientConfig);
+    const forget = () => {
+      if (current === opening) current = undefined;
+    };
+    // Without a listener an 'error' would crash the process; the messages on the connection fail on their own.
+    client.on('error', () => {
+      onFailure();
+      forget();
+    });
+    client.on('end', forget);
+    const opening = client.connect().then(() => client);
+    opening.catch(forget);
+    return opening;
+  };
+  return {
+    client: (): Promise<pg.Client> => (current ??= open()),
+    async close(): Promise<void> {
+      const closing = current;
+      current = undefined;
+      const client = await closing?.catch(() => undefined);
+      await client?.end().catch(() => undefined);
+    },
   };
 }
 
