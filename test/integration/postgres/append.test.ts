@@ -253,4 +253,48 @@ describe('chain appends', () => {
     assert.deepEqual(await chainOf(schema, 'ben'), [['d-2', 1], ['d-4', 2]]);
     await assertIntact(store!, 4);
   });
+
+  it('sends each batch\'s message right behind the one before, without waiting for its reply', async () => {
+    const { schema, stores: [store] } = await stores(1);
+    const actors = Array.from({ length: 50 }, (_, i) => `pipe-${i}`);
+    await store!.append(actors.map((actor) => event(`${actor}-0`, actor))); // the heads exist from here on
+    const db = store!.db as { statementsThenCopy?: (text: string, data: Buffer) => Promise<number> };
+    const copy = db.statementsThenCopy!;
+    const timeline: string[] = [];
+    let sent = 0;
+    db.statementsThenCopy = async (text, data) => {
+      const n = ++sent;
+      timeline.push(`sent ${n}`);
+      try {
+        return await copy(text, data);
+      } finally {
+        timeline.push(`answered ${n}`);
+      }
+    };
+    // A large batch, then a small one: the small one's message goes out while the large one is written.
+    const large = Array.from({ length: 5_000 }, (_, i) => event(`large-${i}`, actors[i % actors.length]!, { pad: 'x'.repeat(500) }));
+    const small = actors.slice(0, 5).map((actor) => event(`small-${actor}`, actor));
+    const [r1, r2] = await Promise.all([store!.append(large), store!.append(small)]);
+    assert.deepEqual(timeline, ['sent 1', 'sent 2', 'answered 1', 'answered 2']);
+    assert.equal(r1.appended + r2.appended, 5_005);
+    assert.equal(r2.rehashed, 0);
+    assert.deepEqual((await chainOf(schema, 'pipe-0')).at(-1), ['small-pipe-0', 1 + 100 + 1]);
+    await assertIntact(store!, 5_055);
+  });
+
+  it('a batch sent right behind one that loses a row fails its heads check, and is redone after it, in order', async () => {
+    const { schema, stores: [store] } = await stores(1);
+    await store!.append([event('p-0', 'hana'), event('p-00', 'ivan')]); // the heads exist from here on
+    const failures = recordCopyFailures(store!);
+    const first = [event('p-1', 'hana'), event('p-2', 'hana', { note: 'nul \u0000' }), event('p-3', 'ivan')];
+    const second = [event('p-4', 'hana'), event('p-5', 'ivan')];
+    const [r1, r2] = await Promise.all([store!.append(first), store!.append(second)]);
+    assert.deepEqual(r1.rejected.map((r) => r.id), ['p-2']);
+    assert.equal(r2.appended, 2);
+    assert.equal(r2.rehashed, 1, 'hashed again on the heads the first batch really left');
+    assert.ok(failures.includes('22P02'), `the second message was refused by its heads check (failures: ${failures.join(', ')})`);
+    assert.deepEqual(await chainOf(schema, 'hana'), [['p-0', 1], ['p-1', 2], ['p-4', 3]]);
+    assert.deepEqual(await chainOf(schema, 'ivan'), [['p-00', 1], ['p-3', 2], ['p-5', 3]]);
+    await assertIntact(store!, 6);
+  });
 });
