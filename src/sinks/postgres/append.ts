@@ -8,8 +8,10 @@
  * order, it breaks the deadlock by aborting one message, which then takes the ordered path.
  * Everything else here is about not wasting time around that rule:
  *
- * - Batches of one store run one transaction at a time; they would only queue on the same head
- *   locks inside PostgreSQL.
+ * - Batches of one store run one transaction at a time, in call order; they would only queue on
+ *   the same head locks inside PostgreSQL. Their one-message writes are pipelined: each is sent
+ *   right behind the one before, on one connection, and PostgreSQL runs them back to back; one
+ *   whose predecessor failed fails its heads check and is redone after it.
  * - Speculation: while batch N's rows are being written, batch N+1 is hashed in Node on the heads
  *   batch N will leave. Under its locks batch N+1 then only checks that the heads are what it
  *   assumed. Where another writer moved a head, or batch N failed, the actual head comes back
@@ -275,6 +277,15 @@ const COPY_COLUMNS = 'actor, seq, event_id, prev_hash, hash, canonical, event_ti
  */
 const HEADS_MOVED = 'auditpipe: chain heads moved:';
 
+/**
+ * Planner settings for the one-message write's transaction (`SET LOCAL` ends with it). Without
+ * them, for a small heads table PostgreSQL hashes the batch's list and probes it with a
+ * sequential scan of the heads, locking them in the table's physical order; with them the join
+ * is a nested loop over the list (sorted by `inLockOrder`) or a merge join on actor, both actor
+ * order. Measured on 1,000 heads: 7.9 against 7.3 ms of backend CPU per statement.
+ */
+const IN_LOCK_ORDER = 'SET LOCAL enable_hashjoin = off; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off;';
+
 /** SQLSTATE 40P01: PostgreSQL aborted this transaction to break a lock cycle between writers. */
 const DEADLOCK_DETECTED = '40P01';
 
@@ -526,16 +537,17 @@ export class ChainAppender {
    *
    * Unlike `writePlanned` it takes no ordered lock first: the UPDATE locks each head as it moves
    * it and checks it in its WHERE, which halves the heads' work (a lock and an update per head were
-   * two tuple writes and two WAL records; docs/decisions.md, "Chain appends"). The rows it joins
-   * come in the order of the list, sorted as PostgreSQL sorts actors, so writers lock in the same
-   * order in the plans PostgreSQL picks for it; if it ever picked another and two writers deadlocked,
-   * PostgreSQL aborts one message and that batch takes the ordered path (`copyPlanned`).
+   * two tuple writes and two WAL records; docs/decisions.md, "Chain appends"). It locks in the
+   * order its join produces rows, which `IN_LOCK_ORDER` makes actor order, the order every writer
+   * locks in; should two writers deadlock all the same, PostgreSQL aborts one message and that
+   * batch takes the ordered path (`copyPlanned`).
    */
   private copyMessage(planned: Plan): CopyMessage {
     const actors = inLockOrder([...planned.from.keys()]);
     const from = actors.map((actor) => planned.from.get(actor)!);
     const to = actors.map((actor) => planned.to.get(actor)!);
-    const text = `WITH moved AS (
+    const text = `${IN_LOCK_ORDER}
+      WITH moved AS (
         UPDATE ${this.headsTable} AS h SET seq = v.seq, hash = v.hash
         FROM unnest(${textArrayLiteral(textList(actors))},
           string_to_array(${textLiteral(from.map((head) => head.seq).join(','))}, ',')::int8[], string_to_array(${textLiteral(from.map((head) => head.hash).join(','))}, ','),

@@ -1,6 +1,7 @@
 /**
- * The two ways the chain store reaches PostgreSQL: a real server through a `pg` pool, or the
- * embedded PGlite database in a directory (one process per directory, guarded by a lock file).
+ * The two ways the chain store reaches PostgreSQL: a real server through a `pg` pool (and one
+ * pipelined connection for the appends' one-message writes), or the embedded PGlite database in
+ * a directory (one process per directory, guarded by a lock file).
  */
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';

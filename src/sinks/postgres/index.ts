@@ -17,7 +17,7 @@ export const postgresSinkSchema = {
     },
     default: 'auditpipe',
   },
-  pool_size: { doc: 'Connections to PostgreSQL (at least the pipeline\'s batch.max_in_flight).', format: 'positive-int', default: 8 },
+  pool_size: { doc: 'Connections to PostgreSQL for statements and transactions (at least the pipeline\'s batch.max_in_flight); the appends\' one-message writes use one more of their own.', format: 'positive-int', default: 8 },
   statement_timeout_ms: { doc: 'Server-side bound on one statement and on an idle transaction.', format: 'positive-int', default: 30_000 },
   checkpoint_interval_ms: { doc: 'How often a signed checkpoint of all chain heads is written, idle or not (also at shutdown).', format: 'positive-int', default: 60_000 },
   checkpoint_origin: { doc: 'Name of this store in checkpoints; default auditpipe/<pipeline>.', format: String, default: '' },

@@ -297,4 +297,36 @@ describe('chain appends', () => {
     assert.deepEqual(await chainOf(schema, 'ivan'), [['p-00', 1], ['p-3', 2], ['p-5', 3]]);
     await assertIntact(store!, 6);
   });
+
+  it('the one-message write locks heads in actor order whatever the size of the heads table (no hash join, no scan in physical order)', async () => {
+    for (const count of [3, 300]) {
+      const { stores: [store] } = await stores(1);
+      const actors = Array.from({ length: count }, (_, i) => `order-${i}`);
+      await store!.append(actors.map((actor) => event(`${actor}-0`, actor))); // the heads exist from here on
+      const db = store!.db as { statementsThenCopy?: (text: string, data: Buffer) => Promise<number> };
+      const copy = db.statementsThenCopy!;
+      const texts: string[] = [];
+      db.statementsThenCopy = (text, data) => {
+        texts.push(text);
+        return copy(text, data);
+      };
+      await store!.append(actors.map((actor) => event(`${actor}-1`, actor)));
+      assert.equal(texts.length, 1, 'written by the one-message path');
+      // The message up to its COPY: the planner settings, then the heads statement, planned as sent.
+      const statements = texts[0]!.slice(0, texts[0]!.lastIndexOf('COPY')).trim().replace(/;$/, '');
+      const withExplain = statements.replace(/WITH moved AS/, 'EXPLAIN (COSTS OFF) WITH moved AS');
+      const client = new pg.Client({ connectionString: databaseUrl(database) });
+      await client.connect();
+      try {
+        await client.query('BEGIN');
+        const results = await client.query(withExplain) as unknown as pg.QueryResult[];
+        const plan = results.at(-1)!.rows.map((row) => row['QUERY PLAN'] as string).join('\n');
+        await client.query('ROLLBACK');
+        assert.match(plan, /Nested Loop|Merge Join/, plan);
+        assert.doesNotMatch(plan, /Hash Join|Seq Scan on chain_heads|Bitmap/, plan);
+      } finally {
+        await client.end();
+      }
+    }
+  });
 });
