@@ -428,19 +428,18 @@ export class ChainAppender {
    * assumed (nothing was written then).
    */
   private async appendAlone(planned: Plan, hashed: () => void, copy: PlannedCopy) {
-    const actors = [...planned.from.keys()];
     if (copy.written) {
       if (!await copy.written) return undefined;
-      return { positions: planned.positions, duplicates: 0, appended: planned.appended, actors, rehashed: 0 };
+    } else {
+      if (!this.headsExist(planned)) return undefined;
+      hashed();
+      if (this.db.statementsThenCopy) {
+        if (!await this.copyPlanned(copy.message ?? this.copyMessage(planned))) return undefined;
+      } else if ((await this.db.statement((db) => this.writePlanned(db, planned))).length > 0) {
+        return undefined;
+      }
     }
-    if (!this.headsExist(planned)) return undefined;
-    hashed();
-    if (this.db.statementsThenCopy) {
-      if (!await this.copyPlanned(copy.message ?? this.copyMessage(planned))) return undefined;
-    } else if ((await this.db.statement((db) => this.writePlanned(db, planned))).length > 0) {
-      return undefined;
-    }
-    return { positions: planned.positions, duplicates: 0, appended: planned.appended, actors, rehashed: 0 };
+    return { positions: planned.positions, duplicates: 0, appended: planned.appended, actors: [...planned.from.keys()], rehashed: 0 };
   }
 
   /**

@@ -59,33 +59,30 @@ async function chainOf(schema: string, actor?: string): Promise<Array<[string, n
   return rows.map((r) => [r.event_id, Number(r.seq)]);
 }
 
-/** Counts, from now on, the rows `store` writes by the COPY path (the common case's one message). */
-function countCopied(store: ChainStore): { rows: number[] } {
+/**
+ * Watches, from now on, the one-message writes (the COPY path) of `store`: the text of each, the
+ * rows of each that was written and the SQLSTATE of each that failed, and in what order each was
+ * sent and answered.
+ */
+function watchCopies(store: ChainStore) {
   const db = store.db as { statementsThenCopy?: (text: string, data: Buffer) => Promise<number> };
   const copy = db.statementsThenCopy!;
-  const counted = { rows: [] as number[] };
+  const watched = { texts: [] as string[], rows: [] as number[], failures: [] as string[], timeline: [] as string[] };
   db.statementsThenCopy = async (text, data) => {
-    const rows = await copy(text, data);
-    counted.rows.push(rows);
-    return rows;
-  };
-  return counted;
-}
-
-/** Records, from now on, the SQLSTATE of every one-message append of `store` that failed. */
-function recordCopyFailures(store: ChainStore): string[] {
-  const db = store.db as { statementsThenCopy?: (text: string, data: Buffer) => Promise<number> };
-  const copy = db.statementsThenCopy!;
-  const failures: string[] = [];
-  db.statementsThenCopy = async (text, data) => {
+    const n = watched.texts.push(text);
+    watched.timeline.push(`sent ${n}`);
     try {
-      return await copy(text, data);
+      const rows = await copy(text, data);
+      watched.rows.push(rows);
+      return rows;
     } catch (error) {
-      failures.push(String((error as { code?: unknown }).code));
+      watched.failures.push(String((error as { code?: unknown }).code));
       throw error;
+    } finally {
+      watched.timeline.push(`answered ${n}`);
     }
   };
-  return failures;
+  return watched;
 }
 
 describe('chain appends', () => {
@@ -162,7 +159,7 @@ describe('chain appends', () => {
     const odd = ['tab\there', 'line\nbreak\r', 'back\\slash\\t', "quote ' and \" ", 'sep\u001erecord', 'ünïcödé 🔏', '\\.'];
     const batch = (round: number) => odd.map((text, i) => event(`${text}#${round}`, text, { note: `${text} ${round}`, n: i }));
     await store!.append(batch(1)); // creates the heads
-    const copied = countCopied(store!);
+    const copied = watchCopies(store!);
     const second = await store!.append(batch(2)); // every head exists: heads statement and COPY in one message
     assert.deepEqual(copied.rows, [odd.length], 'written by the COPY path, not the fallback statement');
     assert.equal(second.appended, odd.length);
@@ -207,7 +204,7 @@ describe('chain appends', () => {
     // A head beyond 32 bits (as a long-lived chain reaches): the next batch re-hashes on it, the one after goes by COPY.
     await adminQuery(`UPDATE ${schema}.chain_heads SET seq = 4294967296 + 5 WHERE actor = 'gina'`, [], database);
     assert.equal((await store!.append(batch(2))).rehashed, 1);
-    const copied = countCopied(store!);
+    const copied = watchCopies(store!);
     await store!.append(batch(3));
     assert.deepEqual(copied.rows, [times.length], 'written by the COPY path');
     const rows = (await adminQuery(`SELECT event_id, seq::text AS seq, (extract(epoch FROM event_time) * 1000)::int8::text AS event_ms,
@@ -234,7 +231,7 @@ describe('chain appends', () => {
     try {
       await other.query('BEGIN');
       await other.query(`UPDATE ${schema}.chain_heads SET seq = seq WHERE actor = 'ben'`);
-      const failures = recordCopyFailures(store!);
+      const { failures } = watchCopies(store!);
       const appending = store!.append([event('d-3', 'anna'), event('d-4', 'ben')]);
       // The message moves anna's head, then waits for ben's; the other writer now asks for anna's.
       // The message waited first, so its deadlock check (after deadlock_timeout) runs first and aborts it.
@@ -258,19 +255,7 @@ describe('chain appends', () => {
     const { schema, stores: [store] } = await stores(1);
     const actors = Array.from({ length: 50 }, (_, i) => `pipe-${i}`);
     await store!.append(actors.map((actor) => event(`${actor}-0`, actor))); // the heads exist from here on
-    const db = store!.db as { statementsThenCopy?: (text: string, data: Buffer) => Promise<number> };
-    const copy = db.statementsThenCopy!;
-    const timeline: string[] = [];
-    let sent = 0;
-    db.statementsThenCopy = async (text, data) => {
-      const n = ++sent;
-      timeline.push(`sent ${n}`);
-      try {
-        return await copy(text, data);
-      } finally {
-        timeline.push(`answered ${n}`);
-      }
-    };
+    const { timeline } = watchCopies(store!);
     // A large batch, then a small one: the small one's message goes out while the large one is written.
     const large = Array.from({ length: 5_000 }, (_, i) => event(`large-${i}`, actors[i % actors.length]!, { pad: 'x'.repeat(500) }));
     const small = actors.slice(0, 5).map((actor) => event(`small-${actor}`, actor));
@@ -285,7 +270,7 @@ describe('chain appends', () => {
   it('a batch sent right behind one that loses a row fails its heads check, and is redone after it, in order', async () => {
     const { schema, stores: [store] } = await stores(1);
     await store!.append([event('p-0', 'hana'), event('p-00', 'ivan')]); // the heads exist from here on
-    const failures = recordCopyFailures(store!);
+    const { failures } = watchCopies(store!);
     const first = [event('p-1', 'hana'), event('p-2', 'hana', { note: 'nul \u0000' }), event('p-3', 'ivan')];
     const second = [event('p-4', 'hana'), event('p-5', 'ivan')];
     const [r1, r2] = await Promise.all([store!.append(first), store!.append(second)]);
@@ -303,13 +288,7 @@ describe('chain appends', () => {
       const { stores: [store] } = await stores(1);
       const actors = Array.from({ length: count }, (_, i) => `order-${i}`);
       await store!.append(actors.map((actor) => event(`${actor}-0`, actor))); // the heads exist from here on
-      const db = store!.db as { statementsThenCopy?: (text: string, data: Buffer) => Promise<number> };
-      const copy = db.statementsThenCopy!;
-      const texts: string[] = [];
-      db.statementsThenCopy = (text, data) => {
-        texts.push(text);
-        return copy(text, data);
-      };
+      const { texts } = watchCopies(store!);
       await store!.append(actors.map((actor) => event(`${actor}-1`, actor)));
       assert.equal(texts.length, 1, 'written by the one-message path');
       // The message up to its COPY: the planner settings, then the heads statement, planned as sent.
