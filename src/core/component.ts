@@ -90,6 +90,12 @@ export interface SourceDefinition<C = any> {
    * returns problems as messages.
    */
   check?(config: C, pipeline: PipelineSettings): string[];
+  /**
+   * The pipeline's flush policy when its config says `batch.flush: auto`. `eager` suits sources
+   * whose senders wait for each input's outcome (HTTP): their requests cannot fill a batch while
+   * they wait, so waiting for `max_events` or `interval_ms` only adds latency. Default `interval`.
+   */
+  readonly flush?: 'eager' | 'interval';
   create(config: C, ctx: ComponentContext): Source;
 }
 
@@ -106,6 +112,8 @@ export interface BatchSettings {
   readonly intervalMs: number;
   readonly maxInFlight: number;
   readonly maxBufferedBytes: number;
+  /** Dispatch a batch as soon as a write slot is free rather than when full or due. */
+  readonly eager?: boolean;
 }
 
 export interface RetryPolicy {

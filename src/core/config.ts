@@ -143,6 +143,11 @@ const PIPELINE_SCHEMA = {
     interval_ms: { doc: 'Flush at most this long after the first buffered event.', format: 'positive-int', default: 200 },
     max_in_flight: { doc: 'Batches written at once; more wait in the buffer.', format: 'positive-int', default: 4 },
     max_buffered_bytes: { doc: 'Bytes held (buffered or in flight) before sources are made to wait.', format: 'positive-int', default: 64 * 1024 * 1024 },
+    flush: {
+      doc: 'eager: write a batch as soon as one of max_in_flight slots is free (what waits meanwhile forms the next batch); interval: when max_events/max_bytes is reached or interval_ms passed; auto: what the source asks for (http: eager, nats: interval).',
+      format: ['auto', 'eager', 'interval'],
+      default: 'auto',
+    },
   },
   max_event_bytes: { doc: 'Largest single event accepted.', format: 'positive-int', default: 1024 * 1024 },
 };
@@ -279,6 +284,7 @@ function validatePipeline(entry: unknown, where: string, registry: ComponentRegi
       intervalMs: c.batch.interval_ms,
       maxInFlight: c.batch.max_in_flight,
       maxBufferedBytes: c.batch.max_buffered_bytes,
+      eager: c.batch.flush === 'eager' || (c.batch.flush === 'auto' && registry.findSource(sourceConfig.type)?.flush === 'eager'),
     },
     maxEventBytes: c.max_event_bytes,
     source: sourceConfig,

@@ -31,6 +31,15 @@ export interface PipelineOptions {
   readonly metrics: CoreMetrics;
 }
 
+/**
+ * Eager flushing sends a partial batch only while fewer than half the write slots are busy: the
+ * rest are kept for full batches, so under load what arrives meanwhile accumulates into the next
+ * batch instead of a queue of one-event writes (measured in docs/decisions.md, "Eager flush").
+ */
+export function eagerSlots(maxInFlight: number): number {
+  return Math.ceil(maxInFlight / 2);
+}
+
 export class PipelineDrainingError extends Error {
   override readonly name = 'PipelineDrainingError';
   constructor(pipeline: string) {
@@ -166,10 +175,10 @@ export class Pipeline {
 
   /** Dispatches every batch that is due while in-flight capacity allows; arms the interval timer. */
   private pump(): void {
-    const { maxEvents, maxBytes, maxInFlight, intervalMs } = this.options.batch;
+    const { maxEvents, maxBytes, maxInFlight, intervalMs, eager } = this.options.batch;
     while (this.buffer.length > 0 && this.inFlight < maxInFlight) {
       const full = this.buffer.length >= maxEvents || this.bufferedBytes >= maxBytes;
-      if (!full && !this.flushDue) break;
+      if (!full && !this.flushDue && !(eager && this.inFlight < eagerSlots(maxInFlight))) break;
       this.dispatch(this.takeBatch(maxEvents, maxBytes));
     }
     if (this.buffer.length === 0) this.flushDue = this.draining;

@@ -8,6 +8,7 @@ export const httpSource = defineSource<HttpSourceConfig>({
   description: 'HTTP intake: native JSON/NDJSON on POST /v1/events, the argus write and read API, client signature verification.',
   schema: httpSourceSchema,
   check: (config) => signatureConfigProblems(config),
+  flush: 'eager',
   create: (config, context) => new HttpSource(normaliseHttpConfig(config), context, SignaturePolicy.fromConfig(config, context)),
 });
 

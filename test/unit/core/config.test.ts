@@ -35,6 +35,19 @@ describe('config validation', () => {
     assert.equal(pipeline.actorField, 'actorId');
   });
 
+  it('batch.flush auto takes the source\'s policy (http eager, nats interval); an explicit value wins', () => {
+    const http = validateConfig(valid(), 'test.yml', registry()).pipelines[0]!;
+    assert.equal(http.batch.eager, true);
+    const interval = valid();
+    (interval.pipelines[0] as any).batch = { flush: 'interval' };
+    assert.equal(validateConfig(interval, 'test.yml', registry()).pipelines[0]!.batch.eager, false);
+    const nats = { pipelines: [{ name: 'n', source: { type: 'nats', servers: 'nats://127.0.0.1:4222' }, sinks: [{ type: 'console' }] }] };
+    assert.equal(validateConfig(nats, 'test.yml', registry()).pipelines[0]!.batch.eager, false);
+    const bad = valid();
+    (bad.pipelines[0] as any).batch = { flush: 'sometimes' };
+    assert.match(problems(bad).join('\n'), /batch\.flush/);
+  });
+
   it('names the file, pipeline, key, value and expectation for a wrong type', () => {
     const raw = valid();
     (raw.pipelines[0] as any).batch = { max_events: 'many' };

@@ -116,6 +116,40 @@ describe('batching stage', () => {
     await p.drain(1_000);
   });
 
+  it('eager: writes a partial batch at once while a write slot of the eager half is free', async () => {
+    const sink = new RecordingSink();
+    const { p } = pipeline([slot('s', sink)], { batch: { maxEvents: 1_000, intervalMs: 60_000, eager: true } });
+    const e = envelopes(range(3));
+    await p.emit(e.list);
+    await e.settled;
+    assert.deepEqual(sink.batches.map((b) => b.events.length), [3]);
+    await p.drain(1_000);
+  });
+
+  it('eager: what arrives while the eager slots are busy forms the next batch, not one write per emit', async () => {
+    const sink = new RecordingSink();
+    sink.delayMs = 30;
+    const { p } = pipeline([slot('s', sink)], { batch: { maxEvents: 1_000, intervalMs: 60_000, maxInFlight: 4, eager: true } });
+    const all = envelopes(range(12));
+    for (const one of all.list) await p.emit([one]);
+    await all.settled;
+    // ceil(4 / 2) = 2 eager slots: e0 and e1 go alone, e2..e11 wait and leave as one batch.
+    assert.deepEqual(sink.batches.map((b) => b.events.length), [1, 1, 10]);
+    await p.drain(1_000);
+  });
+
+  it('interval (not eager): a partial batch waits for interval_ms (or the drain)', async () => {
+    const sink = new RecordingSink();
+    const { p } = pipeline([slot('s', sink)], { batch: { maxEvents: 1_000, intervalMs: 60_000 } });
+    const e = envelopes(range(3));
+    await p.emit(e.list);
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(sink.batches.length, 0, 'nothing is written before the interval');
+    await p.drain(1_000);
+    await e.settled;
+    assert.deepEqual(sink.batches.map((b) => b.events.length), [3]);
+  });
+
   it('makes emit wait while the byte limit is held (backpressure) and bounds in-flight batches', async () => {
     const sink = new RecordingSink();
     sink.delayMs = 30;
