@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { API_VERSION, type PluginApi } from '../public/index.ts';
+import { API_VERSION, defineSink, defineSource, sharedMetric, type PluginApi } from '../public/index.ts';
 import { PermanentError } from './component.ts';
 import { readConfigFile, validateConfig, type AppConfig } from './config.ts';
 import { Engine } from './engine.ts';
@@ -17,6 +17,9 @@ export function pluginApi(registry: ComponentRegistry, origin: string): PluginAp
     PermanentError,
     toEvent,
     InvalidEventError,
+    defineSink,
+    defineSource,
+    sharedMetric,
   };
 }
 

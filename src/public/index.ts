@@ -17,7 +17,9 @@ export type {
 export type { EventOptions, EventLimits } from '../core/event.ts';
 export type { Logger } from '../core/logger.ts';
 export { PermanentError, InvalidEventError, toEvent };
-export { sharedMetric } from '../core/metrics.ts';
+import { sharedMetric } from '../core/metrics.ts';
+export { sharedMetric };
+export * from './security.ts';
 
 export const API_VERSION = 1;
 
@@ -31,6 +33,10 @@ export interface PluginApi {
   /** Turns parsed JSON into an event the way built-in sources do (for plugin sources). */
   readonly toEvent: typeof toEvent;
   readonly InvalidEventError: typeof InvalidEventError;
+  /** The typed helpers and the metrics registry built-ins use, for a plugin that cannot import auditpipe (the single binary). */
+  readonly defineSink: typeof defineSink;
+  readonly defineSource: typeof defineSource;
+  readonly sharedMetric: typeof sharedMetric;
 }
 
 /** Typed identity helpers, so a definition's config type is checked against its `create`. */

@@ -2,11 +2,11 @@ import {
   GetBucketVersioningCommand, GetObjectLockConfigurationCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand,
   S3Client, type ObjectLockConfiguration, type PutObjectCommandInput, type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { canonicalJson } from '../../security/canonical-json.ts';
+import { canonicalJson } from '../../public/index.ts';
 import { createHash } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
 import { PermanentError, sharedMetric, type Batch, type ComponentContext, type Logger, type Sink } from '../../public/index.ts';
-import { checkpointAnchorsToken, type CheckpointAnchor, type SignedCheckpoint } from '../../security/checkpoint.ts';
+import { checkpointAnchorsToken, type CheckpointAnchor, type SignedCheckpoint } from '../../public/index.ts';
 import { checkpointKey, encodeBatch, META_CHECKPOINT_NUMBER, META_CONTENT_SHA256, sha256Hex } from './object.ts';
 
 export type LockMode = 'COMPLIANCE' | 'GOVERNANCE';
