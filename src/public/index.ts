@@ -20,6 +20,7 @@ export { PermanentError, InvalidEventError, toEvent };
 import { sharedMetric } from '../core/metrics.ts';
 export { sharedMetric };
 export * from './security.ts';
+export * from './services.ts';
 
 export const API_VERSION = 1;
 
