@@ -2,6 +2,11 @@
  * auditpipe's public plugin API. Built-in sources and sinks use exactly this; so does a
  * third-party plugin, which receives it as the argument of its `register(api)` function.
  * Everything else under src/ is internal and may change without notice.
+ *
+ * Three files, so that src/security (which uses this file's types) is no import cycle away:
+ *   - index.ts: the component contract (events, batches, sinks/sources, errors, metrics, logger);
+ *   - security.ts: canonical JSON, the hash chain, checkpoints, keys, verification, signatures, tokens;
+ *   - services.ts: typed tokens of the services components share through ctx.resolve/provide.
  */
 import type { SinkDefinition, SourceDefinition } from '../core/component.ts';
 import { PermanentError } from '../core/component.ts';
@@ -19,8 +24,6 @@ export type { Logger } from '../core/logger.ts';
 export { PermanentError, InvalidEventError, toEvent };
 import { sharedMetric } from '../core/metrics.ts';
 export { sharedMetric };
-export * from './security.ts';
-export * from './services.ts';
 
 export const API_VERSION = 1;
 

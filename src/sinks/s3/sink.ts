@@ -2,11 +2,12 @@ import {
   GetBucketVersioningCommand, GetObjectLockConfigurationCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand,
   S3Client, type ObjectLockConfiguration, type PutObjectCommandInput, type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { canonicalJson } from '../../public/index.ts';
+import { canonicalJson } from '../../public/security.ts';
 import { createHash } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
 import { PermanentError, sharedMetric, type Batch, type ComponentContext, type Logger, type Sink } from '../../public/index.ts';
-import { checkpointAnchorsService, type CheckpointAnchor, type SignedCheckpoint } from '../../public/index.ts';
+import { checkpointAnchorsService } from '../../public/services.ts';
+import type { CheckpointAnchor, SignedCheckpoint } from '../../public/security.ts';
 import { checkpointKey, encodeBatch, META_CHECKPOINT_NUMBER, META_CONTENT_SHA256, sha256Hex } from './object.ts';
 
 export type LockMode = 'COMPLIANCE' | 'GOVERNANCE';

@@ -1,5 +1,5 @@
 import { defineSource } from '../../public/index.ts';
-import { SignaturePolicy, signatureConfigProblems } from '../../public/index.ts';
+import { SignaturePolicy, signatureConfigProblems } from '../../public/security.ts';
 import { httpSourceSchema, normaliseHttpConfig, type HttpSourceConfig } from './schema.ts';
 import { HttpSource } from './source.ts';
 

@@ -5,9 +5,9 @@ import type {
   AuditEvent, ComponentContext, Envelope, JsonObject, JsonValue, Outcome, Source, SourceContext,
 } from '../../public/index.ts';
 import { InvalidEventError, toEvent } from '../../public/index.ts';
-import { chainStoreService, OPS_SERVICE } from '../../public/index.ts';
-import { SignaturePolicy } from '../../public/index.ts';
-import { type Scope, TokenAuthenticator } from '../../public/index.ts';
+import { chainStoreService, OPS_SERVICE } from '../../public/services.ts';
+import { SignaturePolicy } from '../../public/security.ts';
+import { type Scope, TokenAuthenticator } from '../../public/security.ts';
 import { ArgusValidationError, argusRecord, argusToNative, loadArgusEnums, type ArgusEnums } from './argus.ts';
 import { CorsPolicy } from './cors.ts';
 import { auditSummary, listAuditLogs, parseListQuery, ReadApiError, recordWithPosition, type ArgusReadStore } from './read-api.ts';

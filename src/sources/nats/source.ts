@@ -12,7 +12,7 @@ import type {
   ActorId, AuditEvent, ComponentContext, Envelope, JsonObject, Outcome, Source, SourceContext,
 } from '../../public/index.ts';
 import { InvalidEventError, sharedMetric, toEvent } from '../../public/index.ts';
-import { SignaturePolicy } from '../../public/index.ts';
+import { SignaturePolicy } from '../../public/security.ts';
 import {
   deadLetterStream, deadLetterSubject, streamName, subjectName, type NatsSourceConfig,
 } from './schema.ts';
