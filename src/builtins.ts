@@ -13,7 +13,7 @@ import { postgresSink } from './sinks/postgres/index.ts';
 import { s3Sink } from './sinks/s3/index.ts';
 import { httpSource } from './sources/http/index.ts';
 import { natsSource } from './sources/nats/index.ts';
-import { isAuditstreamValues, translateAuditstreamValues } from './sources/nats/auditstream.ts';
+import { isAuditstreamValues, translateAuditstreamValues } from './sources/nats/auditstream/values.ts';
 import { victoriaLogsSink } from './sinks/victorialogs/index.ts';
 
 /** Registers the built-in components through the same API a plugin gets. */

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { loadBuiltinApp } from '../../../src/builtins.ts';
 import { ConfigError, validateSection } from '../../../src/core/config.ts';
 import { natsSource, type NatsSourceConfig } from '../../../src/sources/nats/index.ts';
-import { isAuditstreamValues, parseGoDuration, translateAuditstreamValues } from '../../../src/sources/nats/auditstream.ts';
+import { isAuditstreamValues, parseGoDuration, translateAuditstreamValues } from '../../../src/sources/nats/auditstream/values.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 
