@@ -91,7 +91,8 @@ export interface SinkDefinition<C = any> {
   readonly type: string;
   readonly description: string;
   readonly schema: ConfigSchema;
-  create(config: C, ctx: ComponentContext): Sink;
+  /** May load its implementation first (a dynamic import), so that unused components cost no memory. */
+  create(config: C, ctx: ComponentContext): Sink | Promise<Sink>;
 }
 
 export interface SourceDefinition<C = any> {
@@ -103,7 +104,7 @@ export interface SourceDefinition<C = any> {
    * returns problems as messages.
    */
   check?(config: C, pipeline: PipelineSettings): string[];
-  create(config: C, ctx: ComponentContext): Source;
+  create(config: C, ctx: ComponentContext): Source | Promise<Source>;
 }
 
 /** The parts of a pipeline's settings a source may check itself against. */

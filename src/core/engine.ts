@@ -126,15 +126,16 @@ export class Engine {
     };
   }
 
-  private createSink(pipeline: PipelineConfig, config: SinkConfig): Sink {
+  private async createSink(pipeline: PipelineConfig, config: SinkConfig): Promise<Sink> {
     const definition = this.registry.findSink(config.type);
     if (!definition) throw new Error(`pipeline ${pipeline.name}: unknown sink type ${config.type}`);
-    return definition.create(config.options, this.context(pipeline, config.name));
+    return await definition.create(config.options, this.context(pipeline, config.name));
   }
 
   private async startPipeline(config: PipelineConfig): Promise<RunningPipeline> {
-    const sinks = config.sinks.map((sinkConfig) => this.createSink(config, sinkConfig));
-    const deadLetterSink = config.deadLetter ? this.createSink(config, config.deadLetter) : undefined;
+    const sinks: Sink[] = [];
+    for (const sinkConfig of config.sinks) sinks.push(await this.createSink(config, sinkConfig));
+    const deadLetterSink = config.deadLetter ? await this.createSink(config, config.deadLetter) : undefined;
     const all = deadLetterSink ? [...sinks, deadLetterSink] : sinks;
     const started = await Promise.allSettled(all.map((sink) => sink.start?.()));
     const failures = started.flatMap((result, i) => {
@@ -167,7 +168,7 @@ export class Engine {
 
     const definition = this.registry.findSource(config.source.type);
     if (!definition) throw new Error(`pipeline ${config.name}: unknown source type ${config.source.type}`);
-    const source = definition.create(config.source.options, this.context(config, 'source'));
+    const source = await definition.create(config.source.options, this.context(config, 'source'));
     const received = this.metrics.received.labels({ pipeline: config.name, source: config.source.type });
     const sourceContext: SourceContext = {
       emit: (envelopes: readonly Envelope[]) => {

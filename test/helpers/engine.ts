@@ -5,7 +5,7 @@ import { stringify } from 'yaml';
 import { createBuiltinEngine } from '../../src/builtins.ts';
 import type { Engine } from '../../src/core/engine.ts';
 import { createLogger } from '../../src/core/logger.ts';
-import type { HttpSource } from '../../src/sources/http/index.ts';
+import type { HttpSource } from '../../src/sources/http/source.ts';
 
 export interface TestEngine {
   readonly engine: Engine;
