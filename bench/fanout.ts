@@ -20,7 +20,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { stringify } from 'yaml';
-import { createEngine } from '../src/core/app.ts';
+import { createBuiltinEngine } from '../src/builtins.ts';
 import { createLogger } from '../src/core/logger.ts';
 import { writeKeyPair } from '../src/security/keys.ts';
 import { requiredEnv } from './env.ts';
@@ -119,7 +119,7 @@ await jsm.streams.add({ name: streamName, subjects: [subject], retention: Retent
 
 // Throughput: drain a backlog.
 await publishAll(nc, EVENTS, 'backlog');
-const engine = await createEngine({ configFile, pluginsFile: path.join(dir, 'plugins.json') }, createLogger('warn'));
+const engine = await createBuiltinEngine({ configFile, pluginsFile: path.join(dir, 'plugins.json') }, createLogger('warn'));
 const ackedTotal = async () => (await engine.metrics.acked.get()).values.reduce((sum, v) => sum + v.value, 0);
 const started = performance.now();
 await engine.start();

@@ -15,7 +15,7 @@ import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { Pool } from 'undici';
 import { stringify } from 'yaml';
 import { newAuditEvent, Transfer } from '../src/client/index.ts';
-import { createEngine } from '../src/core/app.ts';
+import { createBuiltinEngine } from '../src/builtins.ts';
 import { createLogger } from '../src/core/logger.ts';
 import { requiredEnv } from './env.ts';
 
@@ -122,7 +122,7 @@ async function auditpipe(nc: NatsConnection, tag: string): Promise<Measured & { 
   // Create the stream first and fill it, then start auditpipe on the backlog.
   await createStream(nc, namespace, 'logs');
   const eventBytes = await publish(nc, namespace, 'logs', tag, EVENTS);
-  const engine = await createEngine({ configFile: file, pluginsFile: path.join(dir, 'plugins.json') }, createLogger('warn'));
+  const engine = await createBuiltinEngine({ configFile: file, pluginsFile: path.join(dir, 'plugins.json') }, createLogger('warn'));
   const acked = engine.metrics.acked;
   const started = performance.now();
   const cpu = process.cpuUsage();

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { enableCompileCache } from './compile-cache.ts';
-import type { createEngine } from '../core/app.ts';
+import type { createBuiltinEngine } from '../builtins.ts';
 import { ConfigError } from '../core/config.ts';
 import { createLogger } from '../core/logger.ts';
 import { VERSION } from '../version.ts';
@@ -57,21 +57,21 @@ async function main(argv: string[]): Promise<number> {
     case 'validate': {
       const { config, plugins } = values.preset
         ? await (await import('./preset.ts')).loadPreset(values.preset, values.plugins)
-        : await (await import('../core/app.ts')).loadApp(load);
+        : await (await import('../builtins.ts')).loadBuiltinApp(load);
       process.stdout.write(`${config.file}: valid (${config.pipelines.length} pipeline${config.pipelines.length === 1 ? '' : 's'}: ${config.pipelines.map((p) => p.name).join(', ')}${plugins.length ? `; plugins: ${plugins.join(', ')}` : ''})\n`);
       return 0;
     }
     case 'run':
       return run(async () => (values.preset
         ? (await import('./preset.ts')).createPresetEngine(values.preset, values.plugins)
-        : (await import('../core/app.ts')).createEngine(load)));
+        : (await import('../builtins.ts')).createBuiltinEngine(load)));
     default:
       process.stderr.write(`unknown command "${command}"\n\n${HELP}`);
       return 2;
   }
 }
 
-async function run(makeEngine: () => ReturnType<typeof createEngine>): Promise<number> {
+async function run(makeEngine: () => ReturnType<typeof createBuiltinEngine>): Promise<number> {
   const engine = await makeEngine();
   await engine.start();
   return new Promise<number>((resolve) => {

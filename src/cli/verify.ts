@@ -103,8 +103,8 @@ async function resolveTarget(values: Record<string, string | boolean | undefined
   }
   const configFile = (values.config as string | undefined) ?? 'config/auditpipe.yml';
   // Loaded only here: the whole engine and every built-in component take a second to load.
-  const { loadApp } = await import('../core/app.ts');
-  const { config } = await loadApp({ configFile, ...(values.plugins ? { pluginsFile: values.plugins as string } : {}) });
+  const { loadBuiltinApp } = await import('../builtins.ts');
+  const { config } = await loadBuiltinApp({ configFile, ...(values.plugins ? { pluginsFile: values.plugins as string } : {}) });
   const candidates = config.pipelines.flatMap((pipeline) => [...pipeline.sinks, ...(pipeline.deadLetter ? [pipeline.deadLetter] : [])]
     .filter((sink) => sink.type === 'postgres')
     .map((sink) => ({ pipeline: pipeline.name as string, sink })));

@@ -1,15 +1,13 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { registerBuiltins } from '../builtins.ts';
-import { API_VERSION, type PluginApi } from '../public/index.ts';
+import { API_VERSION, defineSink, defineSource, sharedMetric, type PluginApi } from '../public/index.ts';
 import { PermanentError } from './component.ts';
-import { ConfigError, readConfigFile, validateConfig, type AppConfig } from './config.ts';
+import { readConfigFile, validateConfig, type AppConfig } from './config.ts';
 import { Engine } from './engine.ts';
 import { InvalidEventError, toEvent } from './event.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { loadPlugins } from './plugins.ts';
 import { ComponentRegistry } from './registry.ts';
-import { isAuditstreamValues, translateAuditstreamValues } from '../sources/nats/auditstream.ts';
 
 export function pluginApi(registry: ComponentRegistry, origin: string): PluginApi {
   return {
@@ -19,7 +17,22 @@ export function pluginApi(registry: ComponentRegistry, origin: string): PluginAp
     PermanentError,
     toEvent,
     InvalidEventError,
+    defineSink,
+    defineSource,
+    sharedMetric,
   };
+}
+
+/**
+ * Turns a foreign config dialect (e.g. auditstream's values.yml) into an auditpipe config. Returns
+ * undefined when the file is not in its dialect; throws ConfigError when it is but cannot be read.
+ */
+export type ConfigTranslator = (raw: Record<string, unknown>, file: string) => Record<string, unknown> | undefined;
+
+/** What the edge (src/builtins.ts, a test) gives the core: components to register, dialects to read. */
+export interface AppParts {
+  readonly register: (api: PluginApi) => void;
+  readonly translators?: readonly ConfigTranslator[];
 }
 
 export interface LoadOptions {
@@ -35,16 +48,14 @@ export interface Loaded {
   readonly plugins: string[];
 }
 
-/** Registers built-ins and plugins, then reads and validates the config against their schemas. */
-export async function loadApp(options: LoadOptions): Promise<Loaded> {
+/** Registers the given components and plugins, then reads and validates the config against their schemas. */
+export async function loadApp(options: LoadOptions, parts: AppParts): Promise<Loaded> {
   const registry = new ComponentRegistry();
-  registerBuiltins(pluginApi(registry, 'built-in'));
+  parts.register(pluginApi(registry, 'built-in'));
   let raw = readConfigFile(options.configFile, options.env);
-  if (isAuditstreamValues(raw)) {
-    // An auditstream config/values.yml runs as the NATS → VictoriaLogs pipeline it describes.
-    const translated = translateAuditstreamValues(raw, options.configFile);
-    if (!translated.config) throw new ConfigError(translated.problems);
-    raw = translated.config;
+  for (const translate of parts.translators ?? []) {
+    const translated = translate(raw, options.configFile);
+    if (translated) { raw = translated; break; }
   }
   const fromConfig = typeof raw.plugins_file === 'string' && raw.plugins_file
     ? path.resolve(path.dirname(path.resolve(options.configFile)), raw.plugins_file)
@@ -55,8 +66,8 @@ export async function loadApp(options: LoadOptions): Promise<Loaded> {
   return { config, registry, plugins };
 }
 
-export async function createEngine(options: LoadOptions, logger?: Logger): Promise<Engine> {
-  const { config, registry, plugins } = await loadApp(options);
+export async function createEngine(options: LoadOptions, parts: AppParts, logger?: Logger): Promise<Engine> {
+  const { config, registry, plugins } = await loadApp(options, parts);
   const log = logger ?? createLogger(config.logLevel);
   if (plugins.length > 0) log.info({ plugins }, 'plugins loaded');
   return new Engine(config, registry, log);

@@ -24,11 +24,24 @@ export interface ComponentContext {
   /** How the pipeline turns inputs into events; sources pass these to `toEvent`. */
   readonly events: { readonly actorField: string; readonly limits: EventLimits };
   /** Shared services registered in the DI container (e.g. a chain store a read API queries). */
-  resolve<T>(token: string): T;
+  resolve<T>(token: ServiceToken<T>): T;
   /** True when the container has the token. */
-  has(token: string): boolean;
+  has(token: ServiceToken<unknown>): boolean;
   /** Registers a shared service so that later components (e.g. a source's read API) can resolve it. */
-  provide<T>(token: string, value: T): void;
+  provide<T>(token: ServiceToken<T>, value: T): void;
+}
+
+declare const serviceType: unique symbol;
+
+/**
+ * The key of a shared service in the DI container, typed by what is stored under it, so a
+ * provider and its users agree through an import rather than a repeated string. At run time it is
+ * the string tsyringe keys by.
+ */
+export type ServiceToken<T> = string & { readonly [serviceType]: T };
+
+export function serviceToken<T>(key: string): ServiceToken<T> {
+  return key as ServiceToken<T>;
 }
 
 export interface Sink {
@@ -78,7 +91,8 @@ export interface SinkDefinition<C = any> {
   readonly type: string;
   readonly description: string;
   readonly schema: ConfigSchema;
-  create(config: C, ctx: ComponentContext): Sink;
+  /** May load its implementation first (a dynamic import), so that unused components cost no memory. */
+  create(config: C, ctx: ComponentContext): Sink | Promise<Sink>;
 }
 
 export interface SourceDefinition<C = any> {
@@ -96,7 +110,7 @@ export interface SourceDefinition<C = any> {
    * they wait, so waiting for `max_events` or `interval_ms` only adds latency. Default `interval`.
    */
   readonly flush?: 'eager' | 'interval';
-  create(config: C, ctx: ComponentContext): Source;
+  create(config: C, ctx: ComponentContext): Source | Promise<Source>;
 }
 
 /** The parts of a pipeline's settings a source may check itself against. */

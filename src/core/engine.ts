@@ -1,11 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { DependencyContainer } from 'tsyringe';
-import type { ComponentContext, Sink, Source, SourceContext } from './component.ts';
+import type { ComponentContext, ServiceToken, Sink, Source, SourceContext } from './component.ts';
 import type { AppConfig, PipelineConfig, SinkConfig } from './config.ts';
 import type { Logger } from './logger.ts';
 import { CoreMetrics } from './metrics.ts';
-import { OPS_TOKEN, OpsEndpoints, type Readiness } from './ops.ts';
+import { OpsEndpoints, type Readiness } from './ops.ts';
+import { OPS_SERVICE } from '../public/services.ts';
 import { Pipeline, type SinkSlot } from './pipeline.ts';
 import type { ComponentRegistry } from './registry.ts';
 import { DEFAULT_EVENT_LIMITS } from './event.ts';
@@ -46,7 +47,7 @@ export class Engine {
     this.metrics = metrics;
     this.container.register(LOGGER_TOKEN, { useValue: logger });
     this.container.register(METRICS_TOKEN, { useValue: metrics });
-    this.container.register(OPS_TOKEN, { useValue: new OpsEndpoints(metrics.registry, () => this.readiness()) });
+    this.container.register(OPS_SERVICE, { useValue: new OpsEndpoints(metrics.registry, () => this.readiness()) });
   }
 
   /** The running source of a pipeline (tests and tools use it to find bound addresses). */
@@ -117,23 +118,24 @@ export class Engine {
       metrics: this.metrics.registry,
       dataDir: this.config.dataDir,
       configDir: this.config.dir,
-      resolve: <T>(token: string) => this.container.resolve<T>(token),
-      has: (token: string) => this.container.isRegistered(token, true),
-      provide: <T>(token: string, value: T) => {
+      resolve: <T>(token: ServiceToken<T>) => this.container.resolve<T>(token),
+      has: (token: ServiceToken<unknown>) => this.container.isRegistered(token, true),
+      provide: <T>(token: ServiceToken<T>, value: T) => {
         this.container.register(token, { useValue: value });
       },
     };
   }
 
-  private createSink(pipeline: PipelineConfig, config: SinkConfig): Sink {
+  private async createSink(pipeline: PipelineConfig, config: SinkConfig): Promise<Sink> {
     const definition = this.registry.findSink(config.type);
     if (!definition) throw new Error(`pipeline ${pipeline.name}: unknown sink type ${config.type}`);
-    return definition.create(config.options, this.context(pipeline, config.name));
+    return await definition.create(config.options, this.context(pipeline, config.name));
   }
 
   private async startPipeline(config: PipelineConfig): Promise<RunningPipeline> {
-    const sinks = config.sinks.map((sinkConfig) => this.createSink(config, sinkConfig));
-    const deadLetterSink = config.deadLetter ? this.createSink(config, config.deadLetter) : undefined;
+    const sinks: Sink[] = [];
+    for (const sinkConfig of config.sinks) sinks.push(await this.createSink(config, sinkConfig));
+    const deadLetterSink = config.deadLetter ? await this.createSink(config, config.deadLetter) : undefined;
     const all = deadLetterSink ? [...sinks, deadLetterSink] : sinks;
     const started = await Promise.allSettled(all.map((sink) => sink.start?.()));
     const failures = started.flatMap((result, i) => {
@@ -166,7 +168,7 @@ export class Engine {
 
     const definition = this.registry.findSource(config.source.type);
     if (!definition) throw new Error(`pipeline ${config.name}: unknown source type ${config.source.type}`);
-    const source = definition.create(config.source.options, this.context(config, 'source'));
+    const source = await definition.create(config.source.options, this.context(config, 'source'));
     const received = this.metrics.received.labels({ pipeline: config.name, source: config.source.type });
     const sourceContext: SourceContext = {
       emit: (envelopes: readonly Envelope[]) => {
@@ -188,7 +190,7 @@ export class Engine {
   }
 
   private async startAdmin(listen: string): Promise<Server> {
-    const ops = this.container.resolve<OpsEndpoints>(OPS_TOKEN);
+    const ops = this.container.resolve<OpsEndpoints>(OPS_SERVICE);
     const server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0]!;
       ops.handle(req, res, path).then((handled) => {

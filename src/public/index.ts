@@ -2,6 +2,11 @@
  * auditpipe's public plugin API. Built-in sources and sinks use exactly this; so does a
  * third-party plugin, which receives it as the argument of its `register(api)` function.
  * Everything else under src/ is internal and may change without notice.
+ *
+ * Three files, so that src/security (which uses this file's types) is no import cycle away:
+ *   - index.ts: the component contract (events, batches, sinks/sources, errors, metrics, logger);
+ *   - security.ts: canonical JSON, the hash chain, checkpoints, keys, verification, signatures, tokens;
+ *   - services.ts: typed tokens of the services components share through ctx.resolve/provide.
  */
 import type { SinkDefinition, SourceDefinition } from '../core/component.ts';
 import { PermanentError } from '../core/component.ts';
@@ -17,7 +22,8 @@ export type {
 export type { EventOptions, EventLimits } from '../core/event.ts';
 export type { Logger } from '../core/logger.ts';
 export { PermanentError, InvalidEventError, toEvent };
-export { sharedMetric } from '../core/metrics.ts';
+import { sharedMetric } from '../core/metrics.ts';
+export { sharedMetric };
 
 export const API_VERSION = 1;
 
@@ -31,6 +37,10 @@ export interface PluginApi {
   /** Turns parsed JSON into an event the way built-in sources do (for plugin sources). */
   readonly toEvent: typeof toEvent;
   readonly InvalidEventError: typeof InvalidEventError;
+  /** The typed helpers and the metrics registry built-ins use, for a plugin that cannot import auditpipe (the single binary). */
+  readonly defineSink: typeof defineSink;
+  readonly defineSource: typeof defineSource;
+  readonly sharedMetric: typeof sharedMetric;
 }
 
 /** Typed identity helpers, so a definition's config type is checked against its `create`. */

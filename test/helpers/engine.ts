@@ -2,10 +2,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { createEngine } from '../../src/core/app.ts';
+import { createBuiltinEngine } from '../../src/builtins.ts';
 import type { Engine } from '../../src/core/engine.ts';
 import { createLogger } from '../../src/core/logger.ts';
-import type { HttpSource } from '../../src/sources/http/index.ts';
+import type { HttpSource } from '../../src/sources/http/source.ts';
 
 export interface TestEngine {
   readonly engine: Engine;
@@ -20,7 +20,7 @@ export async function startEngine(config: Record<string, unknown>, options: { pl
   const dir = mkdtempSync(path.join(tmpdir(), 'auditpipe-test-'));
   const file = path.join(dir, 'auditpipe.yml');
   writeFileSync(file, stringify({ data_dir: path.join(dir, 'data'), log_level: 'warn', ...config }));
-  const engine = await createEngine({ configFile: file, pluginsFile: options.pluginsFile ?? emptyPluginsFile(dir), env: process.env }, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'));
+  const engine = await createBuiltinEngine({ configFile: file, pluginsFile: options.pluginsFile ?? emptyPluginsFile(dir), env: process.env }, createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'));
   await engine.start();
   return {
     engine,

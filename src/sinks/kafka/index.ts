@@ -1,5 +1,5 @@
 import { defineSink } from '../../public/index.ts';
-import { KafkaSink, type KafkaSinkSettings } from './sink.ts';
+import type { KafkaSinkSettings } from './sink.ts';
 
 export interface KafkaSinkConfig {
   brokers: string | string[];
@@ -107,7 +107,10 @@ export const kafkaSink = defineSink<KafkaSinkConfig>({
   type: 'kafka',
   description: 'Produces each event as one Kafka record (key = actor id) with an idempotent producer and acks=all.',
   schema: kafkaSinkSchema,
-  create: (config, context) => new KafkaSink(kafkaSettings(config), context),
+  // The implementation (and its client library) loads only when a pipeline uses this component.
+  create: async (config, context) => {
+    const settings = kafkaSettings(config);
+    const { KafkaSink } = await import('./sink.ts');
+    return new KafkaSink(settings, context);
+  },
 });
-
-export { KafkaSink };

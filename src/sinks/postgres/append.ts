@@ -27,8 +27,8 @@
  */
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { AuditEvent, EventId } from '../../public/index.ts';
-import { canonicalJson, CanonicalJsonError } from '../../security/canonical-json.ts';
-import { canonicalRecord, chainHashUnchecked, GENESIS_HASH, isHashHex, NO_ACTOR, type ChainPosition } from '../../security/chain.ts';
+import { canonicalJson, CanonicalJsonError } from '../../public/security.ts';
+import { canonicalRecord, chainHashUnchecked, GENESIS_HASH, isHashHex, NO_ACTOR, type ChainPosition } from '../../public/security.ts';
 import { CopyBinaryRows, textBound } from './copy-in.ts';
 import type { ChainDb } from './db.ts';
 

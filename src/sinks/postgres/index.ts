@@ -1,6 +1,6 @@
 import { defineSink } from '../../public/index.ts';
-import { SCHEMA_NAME } from './migrations.ts';
-import { PostgresChainSink, type PostgresSinkConfig } from './sink.ts';
+import { SCHEMA_NAME } from './schema-name.ts';
+import type { PostgresSinkConfig } from './sink.ts';
 
 export const postgresSinkSchema = {
   url: {
@@ -34,7 +34,6 @@ export const postgresSink = defineSink<PostgresSinkConfig>({
   type: 'postgres',
   description: 'Tamper-evident store: per-actor hash chains in PostgreSQL (or embedded PGlite) with signed checkpoints.',
   schema: postgresSinkSchema,
-  create: (config, ctx) => new PostgresChainSink(config, ctx),
+  // The implementation (and its client library) loads only when a pipeline uses this component.
+  create: async (config, ctx) => new (await import('./sink.ts')).PostgresChainSink(config, ctx),
 });
-
-export { PostgresChainSink };

@@ -5,8 +5,9 @@
  */
 import { sql } from 'kysely';
 import type { ChainDb } from './db.ts';
+import { SCHEMA_NAME } from './schema-name.ts';
 
-export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+export { SCHEMA_NAME };
 
 interface Migration {
   readonly version: number;

@@ -2,9 +2,10 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { sharedMetric, type Batch, type ComponentContext, type JsonValue, type Sink, type WriteResult, type EventId } from '../../public/index.ts';
-import { chainStoreToken } from '../../security/chain.ts';
-import { checkpointAnchorsToken, type AnchoredCheckpointPayload, type CheckpointAnchor, type SignedCheckpoint } from '../../security/checkpoint.ts';
-import { loadPrivateKeyEnv, loadPrivateKeyFile, writeKeyPair, type CheckpointKey } from '../../security/keys.ts';
+import { chainStoreService } from '../../public/services.ts';
+import { checkpointAnchorsService } from '../../public/services.ts';
+import type { AnchoredCheckpointPayload, CheckpointAnchor, SignedCheckpoint } from '../../public/security.ts';
+import { loadPrivateKeyEnv, loadPrivateKeyFile, writeKeyPair, type CheckpointKey } from '../../public/security.ts';
 import { openEmbedded, openPostgres, type ChainDb } from './db.ts';
 import { migrate } from './migrations.ts';
 import { ChainStore } from './store.ts';
@@ -91,7 +92,7 @@ export class PostgresChainSink implements Sink {
       await this.db.close();
       throw new Error(`chain store ${this.db.where}: ${(error as Error).message}`);
     }
-    this.ctx.provide(chainStoreToken(this.ctx.pipeline), this.store);
+    this.ctx.provide(chainStoreService(this.ctx.pipeline), this.store);
     this.timer = setInterval(() => void this.checkpoint(), this.config.checkpoint_interval_ms);
     this.timer.unref();
   }
@@ -158,8 +159,8 @@ export class PostgresChainSink implements Sink {
     this.metrics.checkpoints.inc(labels);
     this.metrics.lastCheckpoint.set(labels, Date.parse(signed.time) / 1000);
     this.ctx.logger.debug({ number: signed.number, events: signed.events, actors: signed.actors }, 'checkpoint written');
-    const token = checkpointAnchorsToken(this.ctx.pipeline);
-    const anchors = this.ctx.has(token) ? this.ctx.resolve<CheckpointAnchor[]>(token) : [];
+    const token = checkpointAnchorsService(this.ctx.pipeline);
+    const anchors = this.ctx.has(token) ? this.ctx.resolve(token) : [];
     for (const anchor of anchors) {
       try {
         await anchor.anchor(signed);

@@ -4,16 +4,16 @@
  */
 import { CompiledQuery, sql } from 'kysely';
 import type { AuditEvent, JsonObject } from '../../public/index.ts';
-import { type ChainPage, type ChainQuery, type ChainRecord, type ChainStoreReader, type ChainSummary } from '../../security/chain.ts';
+import { type ChainPage, type ChainQuery, type ChainRecord, type ChainStoreReader, type ChainSummary } from '../../public/security.ts';
 import {
   FIRST_PREVIOUS, headsRoot, MAX_ANCHORED_HEADS, parseCheckpoint, signCheckpoint, sortHeads,
   type AnchoredCheckpointPayload, type ChainHead,
-} from '../../security/checkpoint.ts';
-import type { CheckpointKey } from '../../security/keys.ts';
+} from '../../public/security.ts';
+import type { CheckpointKey } from '../../public/security.ts';
 import {
   checkChains, formatHeads, type ChainCheckInput, type ChainCheckResult, type StoredCheckpoint, type VerifyRow, type VerifySource,
-} from '../../security/verify.ts';
-import { joinWithOrderedWalk } from '../../security/unordered-check.ts';
+} from '../../public/security.ts';
+import { joinWithOrderedWalk } from '../../public/security.ts';
 import { ChainAppender, columnTime, type AppendResult } from './append.ts';
 import type { ChainDb } from './db.ts';
 import { pagedRows, type FetchTextRows, type RowSelection } from './verify-rows.ts';

@@ -8,7 +8,7 @@
  */
 import net from 'node:net';
 import type pg from 'pg';
-import type { RowBytes } from '../../security/unordered-check.ts';
+import type { RowBytes } from '../../public/security.ts';
 
 const COLUMNS = 'actor, seq, event_id, prev_hash, hash, canonical, event_time, received_at';
 const FIELDS = 8;

@@ -4,7 +4,7 @@
  * not vouch for. Kept free of kysely: `db.ts` builds the pool's raw-text reads on it.
  */
 import type pg from 'pg';
-import type { VerifyRow } from '../../security/verify.ts';
+import type { VerifyRow } from '../../public/security.ts';
 
 /** Which rows: all, one actor's, or those of a list of actors. */
 export interface RowSelection {

@@ -12,8 +12,8 @@
  */
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import pg from 'pg';
-import { joinRuns, UnorderedChainCheck, type PassResult, type RowBytes, type UnorderedCheckResult } from '../../security/unordered-check.ts';
-import type { ChainCheckInput } from '../../security/verify.ts';
+import { joinRuns, UnorderedChainCheck, type PassResult, type RowBytes, type UnorderedCheckResult } from '../../public/security.ts';
+import type { ChainCheckInput } from '../../public/security.ts';
 import { copyChainRows, verifierStream, type BlockRange } from './verify-copy.ts';
 
 /** Chunks per thread when the table is big enough: small enough to even out the threads' ends. */

@@ -6,8 +6,8 @@ import { GetObjectCommand, ListObjectVersionsCommand, type S3Client } from '@aws
 import type { KeyObject } from 'node:crypto';
 import {
   checkpointHash, CheckpointFormatError, headsRoot, parseCheckpoint, verifyCheckpointSignature, type ChainHead,
-} from '../../security/checkpoint.ts';
-import { parseHeadsValue, type AnchorEvidence } from '../../security/verify.ts';
+} from '../../public/security.ts';
+import { parseHeadsValue, type AnchorEvidence } from '../../public/security.ts';
 import { checkpointFolder, META_CONTENT_SHA256, sha256Hex } from './object.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { defineSink } from '../../public/index.ts';
 import { parseRetention } from './object.ts';
-import { S3Sink, type LockMode, type S3SinkSettings } from './sink.ts';
+import type { LockMode, S3SinkSettings } from './sink.ts';
 
 export interface S3SinkConfig {
   bucket: string;
@@ -92,11 +92,12 @@ export const s3Sink = defineSink<S3SinkConfig>({
   type: 's3',
   description: 'Writes each batch as one gzipped NDJSON object under S3 Object Lock, and anchors signed checkpoints.',
   schema: s3SinkSchema,
-  create: (config, context) => {
-    const sink = new S3Sink(s3Settings(config), context);
+  // The implementation (and its client library) loads only when a pipeline uses this component.
+  create: async (config, context) => {
+    const settings = s3Settings(config);
+    const { S3Sink } = await import('./sink.ts');
+    const sink = new S3Sink(settings, context);
     if (config.anchor_checkpoints) sink.registerAnchor();
     return sink;
   },
 });
-
-export { S3Sink };

@@ -2,11 +2,12 @@ import {
   GetBucketVersioningCommand, GetObjectLockConfigurationCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand,
   S3Client, type ObjectLockConfiguration, type PutObjectCommandInput, type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { canonicalJson } from '../../security/canonical-json.ts';
+import { canonicalJson } from '../../public/security.ts';
 import { createHash } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
 import { PermanentError, sharedMetric, type Batch, type ComponentContext, type Logger, type Sink } from '../../public/index.ts';
-import { checkpointAnchorsToken, type CheckpointAnchor, type SignedCheckpoint } from '../../security/checkpoint.ts';
+import { checkpointAnchorsService } from '../../public/services.ts';
+import type { CheckpointAnchor, SignedCheckpoint } from '../../public/security.ts';
 import { checkpointKey, encodeBatch, META_CHECKPOINT_NUMBER, META_CONTENT_SHA256, sha256Hex } from './object.ts';
 
 export type LockMode = 'COMPLIANCE' | 'GOVERNANCE';
@@ -93,16 +94,16 @@ export class S3Sink implements Sink {
 
   /** Registers this sink as a checkpoint anchor of its pipeline (the chain store reads the list). */
   registerAnchor(): void {
-    const token = checkpointAnchorsToken(this.context.pipeline);
+    const token = checkpointAnchorsService(this.context.pipeline);
     const anchor: CheckpointAnchor = { name: `s3:${this.context.name}`, anchor: (checkpoint) => this.anchor(checkpoint) };
     if (this.context.has(token)) {
-      const list = this.context.resolve<CheckpointAnchor[]>(token);
+      const list = this.context.resolve(token);
       if (Array.isArray(list)) {
         list.push(anchor);
         return;
       }
     }
-    this.context.provide<CheckpointAnchor[]>(token, [anchor]);
+    this.context.provide(token, [anchor]);
   }
 
   /** Self-check: the bucket exists, is versioned, has Object Lock, and its default retention is long enough. */

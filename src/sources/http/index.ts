@@ -1,7 +1,6 @@
 import { defineSource } from '../../public/index.ts';
-import { SignaturePolicy, signatureConfigProblems } from '../../security/signature-policy.ts';
+import { SignaturePolicy, signatureConfigProblems } from '../../public/security.ts';
 import { httpSourceSchema, normaliseHttpConfig, type HttpSourceConfig } from './schema.ts';
-import { HttpSource } from './source.ts';
 
 export const httpSource = defineSource<HttpSourceConfig>({
   type: 'http',
@@ -9,7 +8,11 @@ export const httpSource = defineSource<HttpSourceConfig>({
   schema: httpSourceSchema,
   check: (config) => signatureConfigProblems(config),
   flush: 'eager',
-  create: (config, context) => new HttpSource(normaliseHttpConfig(config), context, SignaturePolicy.fromConfig(config, context)),
+  // The implementation (and its client library) loads only when a pipeline uses this component.
+  create: async (config, context) => {
+    const normalised = normaliseHttpConfig(config);
+    const signatures = SignaturePolicy.fromConfig(config, context);
+    const { HttpSource } = await import('./source.ts');
+    return new HttpSource(normalised, context, signatures);
+  },
 });
-
-export { HttpSource };

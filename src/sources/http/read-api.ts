@@ -3,7 +3,7 @@
  * DI): `GET /api/audit-logs`, `GET /api/audit-logs/{id}`, `GET /api/audit-summary`.
  */
 import type { JsonObject, JsonValue } from '../../public/index.ts';
-import type { ChainQuery, ChainRecord, ChainStoreReader } from '../../security/chain.ts';
+import type { ChainQuery, ChainRecord, ChainStoreReader } from '../../public/security.ts';
 import { argusRecord } from './argus.ts';
 
 export const DEFAULT_LIMIT = 100;

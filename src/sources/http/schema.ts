@@ -1,5 +1,5 @@
-import { signatureConfigSchema, type SignatureConfig } from '../../security/signature-policy.ts';
-import { parseTokenSpecs, type TokenSpec } from '../../security/tokens.ts';
+import { signatureConfigSchema, type SignatureConfig } from '../../public/security.ts';
+import { parseTokenSpecs, type TokenSpec } from '../../public/security.ts';
 import type { CorsConfig } from './cors.ts';
 
 export interface HttpSourceConfig extends SignatureConfig {

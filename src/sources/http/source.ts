@@ -5,20 +5,13 @@ import type {
   AuditEvent, ComponentContext, Envelope, JsonObject, JsonValue, Outcome, Source, SourceContext,
 } from '../../public/index.ts';
 import { InvalidEventError, toEvent } from '../../public/index.ts';
-import { chainStoreToken } from '../../security/chain.ts';
-import { SignaturePolicy } from '../../security/signature-policy.ts';
-import { type Scope, TokenAuthenticator } from '../../security/tokens.ts';
+import { chainStoreService, OPS_SERVICE } from '../../public/services.ts';
+import { SignaturePolicy } from '../../public/security.ts';
+import { type Scope, TokenAuthenticator } from '../../public/security.ts';
 import { ArgusValidationError, argusRecord, argusToNative, loadArgusEnums, type ArgusEnums } from './argus.ts';
 import { CorsPolicy } from './cors.ts';
 import { auditSummary, listAuditLogs, parseListQuery, ReadApiError, recordWithPosition, type ArgusReadStore } from './read-api.ts';
 import type { HttpSourceConfig } from './schema.ts';
-
-/** The DI token of the shared /healthz, /readyz, /metrics handler. */
-const OPS_TOKEN = 'auditpipe:ops';
-interface OpsHandler {
-  route(path: string): string | undefined;
-  handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean>;
-}
 
 class HttpError extends Error {
   readonly status: number;
@@ -162,7 +155,7 @@ export class HttpSource implements Source {
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const [path, search] = splitUrl(req.url ?? '/');
-    const ops = this.context.has(OPS_TOKEN) ? this.context.resolve<OpsHandler>(OPS_TOKEN) : undefined;
+    const ops = this.context.has(OPS_SERVICE) ? this.context.resolve(OPS_SERVICE) : undefined;
     const matched = this.match(path);
     const template = matched ? matched.route.template : ops?.route(path) ?? (path === '/health' || path === '/version' ? path : 'unmatched');
     res.on('finish', () => {
@@ -406,7 +399,7 @@ export class HttpSource implements Source {
   }
 
   private store(): ArgusReadStore {
-    const token = chainStoreToken(this.context.pipeline);
+    const token = chainStoreService(this.context.pipeline);
     if (!this.context.has(token)) {
       throw new HttpError(501, 'not implemented', `pipeline ${this.context.pipeline} has no chain store to read from (add a postgres sink)`);
     }

@@ -1,15 +1,14 @@
 import { defineSource } from '../../public/index.ts';
 import { checkNatsSource, natsSourceSchema, type NatsSourceConfig } from './schema.ts';
-import { NatsSource } from './source.ts';
 
 export const natsSource = defineSource<NatsSourceConfig>({
   type: 'nats',
   description: 'NATS JetStream: durable pull consumer on the WorkQueue stream {namespace}_{stream}, ack after write.',
   schema: natsSourceSchema,
   check: checkNatsSource,
-  create: (config, context) => new NatsSource(config, context),
+  // The implementation (and its client library) loads only when a pipeline uses this component.
+  create: async (config, context) => new (await import('./source.ts')).NatsSource(config, context),
 });
 
-export { NatsSource };
 export { deadLetterStream, deadLetterSubject, streamName, subjectName } from './schema.ts';
 export type { NatsSourceConfig } from './schema.ts';

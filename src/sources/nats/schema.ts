@@ -1,5 +1,5 @@
 import type { PipelineSettings } from '../../public/index.ts';
-import { signatureConfigProblems, signatureConfigSchema, type SignatureConfig } from '../../security/signature-policy.ts';
+import { signatureConfigProblems, signatureConfigSchema, type SignatureConfig } from '../../public/security.ts';
 
 export interface NatsSourceConfig extends SignatureConfig {
   servers: string[];

@@ -9,10 +9,11 @@ import {
 } from '@nats-io/transport-node';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type {
-  ActorId, AuditEvent, ComponentContext, Envelope, JsonObject, Outcome, Source, SourceContext,
+  AuditEvent, ComponentContext, Envelope, JsonObject, Outcome, Source, SourceContext,
 } from '../../public/index.ts';
 import { InvalidEventError, sharedMetric, toEvent } from '../../public/index.ts';
-import { SignaturePolicy } from '../../security/signature-policy.ts';
+import { SignaturePolicy } from '../../public/security.ts';
+import { integerActorEvent } from './auditstream/actor.ts';
 import {
   deadLetterStream, deadLetterSubject, streamName, subjectName, type NatsSourceConfig,
 } from './schema.ts';
@@ -427,13 +428,8 @@ export class NatsSource implements Source {
   private toEvent(value: unknown, message: JsMsg): AuditEvent {
     const fallbackId = message.headers?.get('Nats-Msg-Id') || `${this.stream}:${message.seq}`;
     const { actorField, limits } = this.context.events;
-    const actor = value !== null && typeof value === 'object' && !Array.isArray(value) ? readField(value as Record<string, unknown>, actorField) : undefined;
-    if (typeof actor === 'number' && Number.isSafeInteger(actor)) {
-      // auditstream's Go SDK sends user_id as an integer: the actor is its decimal form, the stored event keeps the number.
-      const event = toEvent(value, { actorField: '\u0000', fallbackId, limits });
-      return Object.freeze({ ...event, actorId: String(actor) as ActorId });
-    }
-    return toEvent(value, { actorField, fallbackId, limits });
+    const options = { actorField, fallbackId, limits };
+    return integerActorEvent(value, options) ?? toEvent(value, options);
   }
 
   private readonly settleEnvelope = (envelope: NatsEnvelope, outcome: Outcome): void => this.settle(envelope, outcome);
@@ -576,13 +572,4 @@ export function subjectMatches(pattern: string, subject: string): boolean {
     if (i >= got.length || (want[i] !== '*' && want[i] !== got[i])) return false;
   }
   return want.length === got.length;
-}
-
-function readField(object: Record<string, unknown>, dotted: string): unknown {
-  let current: unknown = object;
-  for (const key of dotted.split('.')) {
-    if (current === null || typeof current !== 'object' || Array.isArray(current)) return undefined;
-    current = (current as Record<string, unknown>)[key];
-  }
-  return current;
 }

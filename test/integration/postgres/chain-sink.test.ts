@@ -6,8 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { toEvent } from '../../../src/core/event.ts';
 import { createLogger } from '../../../src/core/logger.ts';
 import type { Batch, ComponentContext, PipelineName } from '../../../src/public/index.ts';
-import { chainStoreToken, type ChainStoreReader } from '../../../src/security/chain.ts';
-import { checkpointAnchorsToken, verifyCheckpointSignature, type SignedCheckpoint } from '../../../src/security/checkpoint.ts';
+import { chainStoreService, checkpointAnchorsService } from '../../../src/public/services.ts';
+import { verifyCheckpointSignature, type SignedCheckpoint } from '../../../src/security/checkpoint.ts';
 import { loadPublicKeyFile, writeKeyPair } from '../../../src/security/keys.ts';
 import { openPostgres } from '../../../src/sinks/postgres/db.ts';
 import { migrate, MIGRATIONS } from '../../../src/sinks/postgres/migrations.ts';
@@ -205,14 +205,14 @@ describe('postgres chain sink', () => {
   it('writes signed checkpoints on its cadence even when idle, anchors each, and one more at close', async () => {
     const ctx = context('anchored');
     const anchored: SignedCheckpoint[] = [];
-    ctx.provide(checkpointAnchorsToken('anchored'), [{ name: 'test', anchor: async (c: SignedCheckpoint) => void anchored.push(c) }]);
+    ctx.provide(checkpointAnchorsService('anchored'), [{ name: 'test', anchor: async (c: SignedCheckpoint) => void anchored.push(c) }]);
     const sink = new PostgresChainSink(sinkConfig('anchored', { checkpoint_interval_ms: 50 }), ctx);
     await sink.start();
     try {
       const result = await sink.write(batchOf([ev({ id: 'k1', actorId: 'a' }), ev({ id: 'k2', actorId: 'b' }), ev({ id: 'k3' })]));
       assert.deepEqual(result.rejected, []);
       assert.equal(result.receipts!.get('k3' as never)!.sequence, 1, 'an event without an actor starts its own chain');
-      const reader = ctx.resolve<ChainStoreReader>(chainStoreToken('anchored'));
+      const reader = ctx.resolve(chainStoreService('anchored'));
       assert.equal((await reader.get('k1'))!.sequence, 1);
       const page1 = await reader.query({ limit: 2, order: 'asc' });
       const page2 = await reader.query({ limit: 2, order: 'asc', cursor: page1.next! });

@@ -6,7 +6,8 @@ import { toEvent } from '../../../src/core/event.ts';
 import { createLogger } from '../../../src/core/logger.ts';
 import type { ComponentContext } from '../../../src/core/component.ts';
 import type { Batch, PipelineName } from '../../../src/core/types.ts';
-import { victoriaLogsSink, VictoriaLogsSink, type VictoriaLogsSinkConfig } from '../../../src/sinks/victorialogs/index.ts';
+import { victoriaLogsSink, type VictoriaLogsSinkConfig } from '../../../src/sinks/victorialogs/index.ts';
+import { VictoriaLogsSink } from '../../../src/sinks/victorialogs/sink.ts';
 import { serverEnv, uniqueName } from '../../helpers/servers.ts';
 import { storedIds, vlQuery } from '../nats/helpers.ts';
 
@@ -14,7 +15,7 @@ function sink(options: Record<string, unknown>): VictoriaLogsSink {
   const { config, problems } = validateSection<VictoriaLogsSinkConfig>(victoriaLogsSink.schema, { url: serverEnv('VICTORIA_URL'), stream_fields: ['stream'], ...options }, 'sink');
   assert.deepEqual(problems, []);
   const context = { pipeline: 'p', name: 'victorialogs', logger: createLogger('silent'), metrics: new Registry() } as unknown as ComponentContext;
-  return victoriaLogsSink.create(config!, context) as VictoriaLogsSink;
+  return new VictoriaLogsSink(config!, context);
 }
 
 function batch(tag: string, count: number): Batch {

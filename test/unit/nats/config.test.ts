@@ -3,10 +3,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { loadApp } from '../../../src/core/app.ts';
+import { loadBuiltinApp } from '../../../src/builtins.ts';
 import { ConfigError, validateSection } from '../../../src/core/config.ts';
 import { natsSource, type NatsSourceConfig } from '../../../src/sources/nats/index.ts';
-import { isAuditstreamValues, parseGoDuration, translateAuditstreamValues } from '../../../src/sources/nats/auditstream.ts';
+import { isAuditstreamValues, parseGoDuration, translateAuditstreamValues } from '../../../src/sources/nats/auditstream/values.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 
@@ -116,7 +116,7 @@ describe('auditstream values.yml drop-in', () => {
   it('config/values.yml is the README example and loads as a valid pipeline', async () => {
     const text = readFileSync(path.join(ROOT, 'config/values.yml'), 'utf8');
     assert.match(text, /^mode: debug\nnamespace: alpha\nstream: logs\n/);
-    const { config } = await loadApp({ configFile: path.join(ROOT, 'config/values.yml'), pluginsFile: emptyPlugins() });
+    const { config } = await loadBuiltinApp({ configFile: path.join(ROOT, 'config/values.yml'), pluginsFile: emptyPlugins() });
     assert.equal(config.pipelines[0]!.name, 'alpha_logs');
     assert.equal(config.pipelines[0]!.source.type, 'nats');
     assert.equal(config.pipelines[0]!.sinks[0]!.type, 'victorialogs');
@@ -126,7 +126,7 @@ describe('auditstream values.yml drop-in', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'values-'));
     const file = path.join(dir, 'values.yml');
     writeFileSync(file, 'namespace: alpha\nstream: logs\nnats_hosts: []\nvictoria: http://localhost:9428\nflush_interval: 5\n');
-    await assert.rejects(loadApp({ configFile: file, pluginsFile: emptyPlugins() }), (error: unknown) => {
+    await assert.rejects(loadBuiltinApp({ configFile: file, pluginsFile: emptyPlugins() }), (error: unknown) => {
       assert.ok(error instanceof ConfigError);
       assert.match(error.message, /nats_hosts/);
       assert.match(error.message, /flush_interval/);

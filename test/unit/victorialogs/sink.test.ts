@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { validateSection } from '../../../src/core/config.ts';
 import { toEvent } from '../../../src/core/event.ts';
 import type { Batch, PipelineName } from '../../../src/core/types.ts';
-import { ingestPath, ndjson, requestHeaders, victoriaLogsSink, type VictoriaLogsSinkConfig } from '../../../src/sinks/victorialogs/index.ts';
+import { victoriaLogsSink, type VictoriaLogsSinkConfig } from '../../../src/sinks/victorialogs/index.ts';
+import { ingestPath, ndjson, requestHeaders } from '../../../src/sinks/victorialogs/sink.ts';
 
 function config(overrides: Record<string, unknown> = {}): VictoriaLogsSinkConfig {
   const result = validateSection<VictoriaLogsSinkConfig>(victoriaLogsSink.schema, overrides, 'sink');
