@@ -34,6 +34,7 @@ export const postgresSink = defineSink<PostgresSinkConfig>({
   type: 'postgres',
   description: 'Tamper-evident store: per-actor hash chains in PostgreSQL (or embedded PGlite) with signed checkpoints.',
   schema: postgresSinkSchema,
+  chainStore: true,
   create: (config, ctx) => new PostgresChainSink(config, ctx),
 });
 

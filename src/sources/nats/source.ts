@@ -426,14 +426,14 @@ export class NatsSource implements Source {
 
   private toEvent(value: unknown, message: JsMsg): AuditEvent {
     const fallbackId = message.headers?.get('Nats-Msg-Id') || `${this.stream}:${message.seq}`;
-    const { actorField, limits } = this.context.events;
+    const { actorField, limits, requireActor } = this.context.events;
     const actor = value !== null && typeof value === 'object' && !Array.isArray(value) ? readField(value as Record<string, unknown>, actorField) : undefined;
     if (typeof actor === 'number' && Number.isSafeInteger(actor)) {
       // auditstream's Go SDK sends user_id as an integer: the actor is its decimal form, the stored event keeps the number.
       const event = toEvent(value, { actorField: '\u0000', fallbackId, limits });
       return Object.freeze({ ...event, actorId: String(actor) as ActorId });
     }
-    return toEvent(value, { actorField, fallbackId, limits });
+    return toEvent(value, { actorField, fallbackId, limits, requireActor });
   }
 
   private readonly settleEnvelope = (envelope: NatsEnvelope, outcome: Outcome): void => this.settle(envelope, outcome);
