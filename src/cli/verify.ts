@@ -1,12 +1,12 @@
 /**
  * `auditpipe verify`: checks a chain store offline and read-only. Exit 0 intact, 1 findings,
- * 2 usage or access error (bad arguments, store unreachable, no store there).
+ * 2 cannot verify (store unreachable, no store there, config naming none, unreadable key),
+ * 64 usage error (as every command).
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { ConfigError } from '../core/config.ts';
 import { KeyError, loadPrivateKeyEnv, loadPublicKeyFile } from '../security/keys.ts';
 import { buildKeyRegistry } from '../security/key-registry.ts';
@@ -17,6 +17,7 @@ import { SCHEMA_NAME } from '../sinks/postgres/migrations.ts';
 import { embeddedPath, generatedKeyPath, type PostgresSinkConfig } from '../sinks/postgres/sink.ts';
 import { ChainStore } from '../sinks/postgres/store.ts';
 import type { S3SinkConfig } from '../sinks/s3/index.ts';
+import { parseCommand, UsageError } from './usage.ts';
 
 export const VERIFY_HELP = `Usage: auditpipe verify [--config FILE] [--pipeline NAME] [--actor ACTOR] [--public-key FILE] [--s3] [--json]
        auditpipe verify --database-url URL [--schema NAME] --public-key FILE [--actor ACTOR] [--s3-bucket B ...] [--json]
@@ -27,7 +28,8 @@ head rows, and the signed checkpoints (signature, their chain, Merkle root, ever
 With --s3 it also reads the checkpoints anchored in S3 Object Lock and checks that the store
 still holds each of them and that every chain still matches the heads they attest, so a
 database rewritten in full (hashes recomputed, checkpoints re-signed) is still caught.
-Read-only. Exit 0: intact; 1: findings; 2: usage or access error.
+Read-only. Exit 0: intact; 1: findings; 2: cannot verify (store unreachable, no store there,
+no key or config to read); 64: usage error.
 
   --config FILE       the auditpipe config naming the store (default config/auditpipe.yml)
   --pipeline NAME     which pipeline's postgres sink (needed when several have one)
@@ -53,9 +55,12 @@ Read-only. Exit 0: intact; 1: findings; 2: usage or access error.
   --json              print the report as JSON
 `;
 
-class UsageError extends Error {
-  override readonly name = 'UsageError';
+/** The store, key or anchors cannot be read (exit 2); a wrong command line is a {@link UsageError} (64). */
+class CannotVerify extends Error {
+  override readonly name = 'CannotVerify';
 }
+
+const usageError = (message: string) => new UsageError('verify', message, VERIFY_HELP);
 
 interface Target {
   readonly open: () => Promise<ChainDb>;
@@ -87,7 +92,7 @@ function sinkTargets(options: PostgresSinkConfig, dataDir: string, configDir: st
 
 async function resolveTarget(values: Record<string, string | boolean | undefined>): Promise<Target> {
   const schema = (values.schema as string | undefined) ?? 'auditpipe';
-  if (!SCHEMA_NAME.test(schema)) throw new UsageError(`--schema must match ${SCHEMA_NAME}`);
+  if (!SCHEMA_NAME.test(schema)) throw usageError(`--schema must match ${SCHEMA_NAME}`);
   const url = (values['database-url'] as string | undefined) ?? process.env.AUDITPIPE_VERIFY_DATABASE_URL;
   if (url) {
     return { schema, url, open: async () => openPostgres({ url, poolSize: 2, statementTimeoutMs: 600_000, readOnly: true }) };
@@ -97,7 +102,7 @@ async function resolveTarget(values: Record<string, string | boolean | undefined
     const pipeline = (values.pipeline as string | undefined) ?? 'default';
     const direct = existsSync(path.join(dataDir, 'PG_VERSION'));
     const dir = direct ? path.resolve(dataDir) : path.resolve(dataDir, 'chain', pipeline);
-    if (!existsSync(path.join(dir, 'PG_VERSION'))) throw new UsageError(`no embedded store in ${dir}`);
+    if (!existsSync(path.join(dir, 'PG_VERSION'))) throw new CannotVerify(`no embedded store in ${dir}`);
     const keyFile = `${generatedKeyPath(path.resolve(direct ? path.dirname(path.dirname(dir)) : dataDir), pipeline)}.pub`;
     return { schema, open: () => openEmbedded(dir, 'auditpipe verify'), ...(existsSync(keyFile) ? { publicKeyFile: keyFile } : {}) };
   }
@@ -111,10 +116,10 @@ async function resolveTarget(values: Record<string, string | boolean | undefined
   const wanted = values.pipeline as string | undefined;
   const matching = wanted ? candidates.filter((c) => c.pipeline === wanted) : candidates;
   if (matching.length === 0) {
-    throw new UsageError(`${configFile}: ${wanted ? `pipeline "${wanted}" has no postgres sink` : 'no pipeline has a postgres sink'}`);
+    throw new CannotVerify(`${configFile}: ${wanted ? `pipeline "${wanted}" has no postgres sink` : 'no pipeline has a postgres sink'}`);
   }
   if (matching.length > 1) {
-    throw new UsageError(`${configFile}: several postgres sinks (${matching.map((c) => `${c.pipeline}/${c.sink.name}`).join(', ')}); choose one with --pipeline`);
+    throw usageError(`${configFile}: several postgres sinks (${matching.map((c) => `${c.pipeline}/${c.sink.name}`).join(', ')}); choose one with --pipeline`);
   }
   const { pipeline, sink } = matching[0]!;
   const anchorSinks = config.pipelines.find((p) => p.name === pipeline)!.sinks
@@ -169,7 +174,7 @@ const MIN_EVENTS_PER_THREAD = 100_000;
 /** How many threads check the rows: --workers, or one per CPU (at most 8); one inside the single executable. */
 async function verifyWorkers(option: string | undefined): Promise<number> {
   const count = option === undefined ? undefined : Number(option);
-  if (count !== undefined && (!Number.isInteger(count) || count < 1 || count > 64)) throw new UsageError('--workers must be an integer from 1 to 64');
+  if (count !== undefined && (!Number.isInteger(count) || count < 1 || count > 64)) throw usageError('--workers must be an integer from 1 to 64');
   // Worker threads load this program's modules from files, which the single executable does not have.
   if (await import('node:sea').then((m) => m.isSea(), () => false)) {
     if (count !== undefined && count > 1) process.stderr.write('auditpipe verify: the single executable walks the chains on one thread; --workers is ignored\n');
@@ -179,47 +184,40 @@ async function verifyWorkers(option: string | undefined): Promise<number> {
 }
 
 export async function verifyCommand(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      allowPositionals: false,
-      options: {
-        config: { type: 'string', short: 'c' },
-        plugins: { type: 'string' },
-        pipeline: { type: 'string' },
-        actor: { type: 'string' },
-        'public-key': { type: 'string' },
-        'database-url': { type: 'string' },
-        'data-dir': { type: 'string' },
-        schema: { type: 'string' },
-        s3: { type: 'boolean' },
-        's3-bucket': { type: 'string' },
-        's3-prefix': { type: 'string' },
-        's3-endpoint': { type: 'string' },
-        's3-region': { type: 'string' },
-        's3-path-style': { type: 'boolean' },
-        'signature-keys': { type: 'string' },
-        workers: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    process.stderr.write(`auditpipe verify: ${(error as Error).message}\n\n${VERIFY_HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(VERIFY_HELP);
-    return 0;
-  }
+  const parsed = parseCommand({
+    command: 'verify',
+    usage: VERIFY_HELP,
+    options: {
+      config: { type: 'string', short: 'c' },
+      plugins: { type: 'string' },
+      pipeline: { type: 'string' },
+      actor: { type: 'string' },
+      'public-key': { type: 'string' },
+      'database-url': { type: 'string' },
+      'data-dir': { type: 'string' },
+      schema: { type: 'string' },
+      s3: { type: 'boolean' },
+      's3-bucket': { type: 'string' },
+      's3-prefix': { type: 'string' },
+      's3-endpoint': { type: 'string' },
+      's3-region': { type: 'string' },
+      's3-path-style': { type: 'boolean' },
+      'signature-keys': { type: 'string' },
+      workers: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  }, argv);
+  if (parsed.done !== undefined) return parsed.done;
+  const values: Record<string, string | boolean | undefined> = parsed.values;
+  // A wrong command line is reported before any store is opened.
+  const workers = await verifyWorkers(values.workers as string | undefined);
+  checkS3Flags(values);
   let db: ChainDb | undefined;
   try {
     const target = await resolveTarget(values);
     const trusted = loadTrustedKey(values, target);
     db = await target.open();
     const where = `${db.embedded ? 'embedded store' : 'PostgreSQL'} ${db.where} schema ${target.schema}`;
-    const workers = await verifyWorkers(values.workers as string | undefined);
     // Without --workers, a small store is walked by fewer threads than CPUs (see ParallelVerify).
     const minEventsPerThread = values.workers === undefined ? MIN_EVENTS_PER_THREAD : 0;
     const store = new ChainStore(db, target.schema, target.url ? { parallelVerify: { url: target.url, workers, minEventsPerThread } } : {});
@@ -250,9 +248,10 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     }
     return ok ? 0 : 1;
   } catch (error) {
+    if (error instanceof UsageError) throw error;
     const message = error instanceof ConfigError
       ? `invalid configuration:\n${error.problems.map((p) => `  - ${p}`).join('\n')}`
-      : error instanceof UsageError || error instanceof KeyError ? error.message : `cannot verify: ${redact((error as Error).message)}`;
+      : error instanceof CannotVerify || error instanceof KeyError ? error.message : `cannot verify: ${redact((error as Error).message)}`;
     process.stderr.write(`auditpipe verify: ${message}\n`);
     return 2;
   } finally {
@@ -268,11 +267,14 @@ interface AnchorSourceSpec {
   readonly where: string;
 }
 
+function checkS3Flags(values: Record<string, string | boolean | undefined>): void {
+  const flagged = ['s3-prefix', 's3-endpoint', 's3-region', 's3-path-style'].filter((flag) => values[flag] !== undefined);
+  if (values['s3-bucket'] === undefined && flagged.length > 0) throw usageError(`--${flagged[0]} needs --s3-bucket`);
+}
+
 /** The S3 locations to compare with: the flags, or the pipeline's anchoring s3 sinks with --s3. */
 async function anchorSources(values: Record<string, string | boolean | undefined>, target: Target): Promise<AnchorSourceSpec[]> {
-  const flagged = ['s3-prefix', 's3-endpoint', 's3-region', 's3-path-style'].filter((flag) => values[flag] !== undefined);
   const bucket = values['s3-bucket'] as string | undefined;
-  if (!bucket && flagged.length > 0) throw new UsageError(`--${flagged[0]} needs --s3-bucket`);
   if (!bucket && !values.s3) return [];
   const pipeline = (values.pipeline as string | undefined) ?? target.pipeline ?? 'default';
   // The AWS SDK is loaded only for verifies that read S3 (it takes a good part of a second).
@@ -295,7 +297,7 @@ async function anchorSources(values: Record<string, string | boolean | undefined
     return [spec(readOnly(clientConfig(settings)), bucket, settings.prefix)];
   }
   if (!target.anchorSinks?.length) {
-    throw new UsageError(`--s3: ${target.pipeline ? `pipeline "${target.pipeline}" has no s3 sink with anchor_checkpoints` : 'no config names the anchoring bucket'}; give --s3-bucket (and --s3-endpoint, --s3-prefix) instead`);
+    throw new CannotVerify(`--s3: ${target.pipeline ? `pipeline "${target.pipeline}" has no s3 sink with anchor_checkpoints` : 'no config names the anchoring bucket'}; give --s3-bucket (and --s3-endpoint, --s3-prefix) instead`);
   }
   return target.anchorSinks.map((sink) => spec(readOnly(clientConfig(s3Settings(sink))), sink.bucket, sink.prefix));
 }
@@ -307,7 +309,7 @@ async function readAnchors(source: AnchorSourceSpec) {
   } catch (error) {
     const e = error as Error & { $metadata?: { httpStatusCode?: number } };
     const status = e.$metadata?.httpStatusCode;
-    throw new UsageError(`cannot read the anchored checkpoints in ${source.where}: ${e.name}: ${e.message || 'no message'}${status ? ` (HTTP ${status})` : ''}`);
+    throw new CannotVerify(`cannot read the anchored checkpoints in ${source.where}: ${e.name}: ${e.message || 'no message'}${status ? ` (HTTP ${status})` : ''}`);
   } finally {
     // Used once; its sockets must not keep the process alive.
     source.client.destroy();

@@ -22,7 +22,7 @@ export interface ComponentContext {
   /** Directory of the config file, for resolving relative paths in it. */
   readonly configDir: string;
   /** How the pipeline turns inputs into events; sources pass these to `toEvent`. */
-  readonly events: { readonly actorField: string; readonly limits: EventLimits };
+  readonly events: { readonly actorField: string; readonly limits: EventLimits; readonly requireActor?: boolean };
   /** Shared services registered in the DI container (e.g. a chain store a read API queries). */
   resolve<T>(token: ServiceToken<T>): T;
   /** True when the container has the token. */
@@ -91,6 +91,8 @@ export interface SinkDefinition<C = any> {
   readonly type: string;
   readonly description: string;
   readonly schema: ConfigSchema;
+  /** A tamper-evident chain store: its pipelines reject events without an actor unless `require_actor: false`. */
+  readonly chainStore?: boolean;
   /** May load its implementation first (a dynamic import), so that unused components cost no memory. */
   create(config: C, ctx: ComponentContext): Sink | Promise<Sink>;
 }

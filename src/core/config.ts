@@ -135,6 +135,13 @@ const SINK_SLOT_SCHEMA = {
 const PIPELINE_SCHEMA = {
   name: { doc: 'Pipeline name (metrics label, log field).', format: String, default: '' },
   actor_field: { doc: 'Dotted path of the field holding the actor id (hash-chain partition).', format: String, default: 'actorId' },
+  require_actor: {
+    doc: 'Reject an event without the actor field as invalid (true), accept it (false), or auto: true when one of the pipeline\'s sinks is a chain store (postgres).',
+    format: (value: unknown) => {
+      if (value !== true && value !== false && value !== 'auto') throw new Error('must be true, false or auto');
+    },
+    default: 'auto' as boolean | 'auto',
+  },
   nak_delay_ms: { doc: 'Redelivery delay asked for when a batch failed (HTTP: Retry-After).', format: 'positive-int', default: 5000 },
   progress_interval_ms: { doc: 'How often a source is told a batch is still being written (NATS working()).', format: 'positive-int', default: 5000 },
   batch: {
@@ -174,6 +181,8 @@ export interface SinkConfig {
 export interface PipelineConfig {
   readonly name: PipelineName;
   readonly actorField: string;
+  /** Events without the actor field are invalid (require_actor, resolved from auto). */
+  readonly requireActor: boolean;
   readonly nakDelayMs: number;
   readonly progressIntervalMs: number;
   readonly batch: BatchSettings;
@@ -276,6 +285,9 @@ function validatePipeline(entry: unknown, where: string, registry: ComponentRegi
   const pipeline: PipelineConfig = {
     name: c.name as PipelineName,
     actorField: c.actor_field,
+    requireActor: c.require_actor === 'auto'
+      ? (sinkConfigs as SinkConfig[]).some((sink) => registry.findSink(sink.type)?.chainStore === true)
+      : c.require_actor,
     nakDelayMs: c.nak_delay_ms,
     progressIntervalMs: c.progress_interval_ms,
     batch: {

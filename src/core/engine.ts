@@ -110,6 +110,7 @@ export class Engine {
     return {
       events: {
         actorField: pipeline.actorField,
+        requireActor: pipeline.requireActor,
         limits: { ...DEFAULT_EVENT_LIMITS, maxEventBytes: pipeline.maxEventBytes },
       },
       pipeline: pipeline.name,

@@ -20,6 +20,8 @@ export interface EventOptions {
   /** Id used when the event has none (e.g. `Nats-Msg-Id`); a UUIDv7 otherwise. */
   readonly fallbackId?: string;
   readonly limits?: EventLimits;
+  /** Reject an event without the actor field (the pipeline's `require_actor`). */
+  readonly requireActor?: boolean;
   readonly now?: Date;
 }
 
@@ -75,6 +77,9 @@ export function toEvent(value: unknown, options: EventOptions): AuditEvent {
     throw new InvalidEventError(`"${options.actorField}" (the actor id) must be a string`);
   }
   if (actor === '') throw new InvalidEventError(`"${options.actorField}" (the actor id) must not be empty`);
+  if (actor === undefined && options.requireActor) {
+    throw new InvalidEventError(`"${options.actorField}" (the actor id) is required: this pipeline has require_actor on`);
+  }
   if (actor !== undefined && actor.length > limits.maxActorIdLength) {
     throw new InvalidEventError(`"${options.actorField}" (the actor id) is longer than ${limits.maxActorIdLength} characters`);
   }

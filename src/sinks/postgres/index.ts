@@ -34,6 +34,7 @@ export const postgresSink = defineSink<PostgresSinkConfig>({
   type: 'postgres',
   description: 'Tamper-evident store: per-actor hash chains in PostgreSQL (or embedded PGlite) with signed checkpoints.',
   schema: postgresSinkSchema,
+  chainStore: true,
   // The implementation (and its client library) loads only when a pipeline uses this component.
   create: async (config, ctx) => new (await import('./sink.ts')).PostgresChainSink(config, ctx),
 });

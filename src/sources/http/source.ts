@@ -226,7 +226,7 @@ export class HttpSource implements Source {
   }
 
   private toEvent(value: unknown): AuditEvent {
-    return toEvent(value, { actorField: this.context.events.actorField, limits: this.context.events.limits });
+    return toEvent(value, this.context.events);
   }
 
   private parseJson(body: Buffer): unknown {

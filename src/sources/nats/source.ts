@@ -427,8 +427,8 @@ export class NatsSource implements Source {
 
   private toEvent(value: unknown, message: JsMsg): AuditEvent {
     const fallbackId = message.headers?.get('Nats-Msg-Id') || `${this.stream}:${message.seq}`;
-    const { actorField, limits } = this.context.events;
-    const options = { actorField, fallbackId, limits };
+    const { actorField, limits, requireActor } = this.context.events;
+    const options = { actorField, fallbackId, limits, requireActor };
     return integerActorEvent(value, options) ?? toEvent(value, options);
   }
 
