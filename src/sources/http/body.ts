@@ -64,9 +64,12 @@ function receive(req: IncomingMessage, limit: number): Promise<Buffer> {
       reject(new BodyError(413, 'payload too large', `body is over the limit of ${limit} bytes`));
     };
     const onEnd = () => resolve(Buffer.concat(chunks, size));
+    // The client went away or a timeout closed the connection: nobody is left to answer.
+    const aborted = () => reject(new BodyError(400, 'request aborted', 'the connection closed before the whole body arrived'));
     req.on('data', onData);
     req.once('end', onEnd);
-    req.once('error', reject);
+    req.once('error', aborted);
+    req.once('close', () => { if (!req.complete) aborted(); });
   });
 }
 
