@@ -4,6 +4,7 @@
  * surrogate escapes), and the server's connection limits and timeouts. docs/decisions.md says why.
  */
 import type { IncomingMessage, Server, ServerOptions } from 'node:http';
+import { isUtf8 } from 'node:buffer';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import type { HttpSourceConfig } from './schema.ts';
@@ -148,6 +149,7 @@ export function scanJson(text: string, maxDepth: number): JsonScan {
   let item = 0;
   /** Inside an item already failed: only brackets are followed, to find where it ends. */
   let skipping = false;
+  let nextBackslash = text.indexOf('\\');
 
   const fail = (message: string): string | undefined => {
     if (!topArray || depth < 1) return message;
@@ -163,9 +165,15 @@ export function scanJson(text: string, maxDepth: number): JsonScan {
       let escaped = false;
       let problem: string | undefined;
       for (i = start; i < text.length; i += 1) {
-        const s = text.charCodeAt(i);
-        if (s === QUOTE) break;
-        if (s !== BACKSLASH) continue;
+        // Jump to the string's end or its next escape: indexOf is native, a loop per char is not.
+        if (nextBackslash !== -1 && nextBackslash < i) nextBackslash = text.indexOf('\\', i);
+        const quote = text.indexOf('"', i);
+        if (quote === -1) return { items };
+        if (nextBackslash === -1 || nextBackslash > quote) {
+          i = quote;
+          break;
+        }
+        i = nextBackslash;
         escaped = true;
         i += 1;
         if (skipping || problem || text.charCodeAt(i) !== 0x75 /* u */) continue;
@@ -251,12 +259,7 @@ function safeParseString(raw: string): string | undefined {
 export function ndjsonLines(body: Buffer, maxDepth: number): Array<{ index: number; value?: unknown; error?: string }> {
   const items: Array<{ index: number; value?: unknown; error?: string }> = [];
   let index = 0;
-  for (let start = 0; start < body.length;) {
-    let end = body.indexOf(0x0a, start);
-    if (end < 0) end = body.length;
-    const bytes = body.subarray(start, end);
-    start = end + 1;
-    const line = decodeUtf8(bytes);
+  for (const line of utf8Lines(body)) {
     if (line === undefined) {
       items.push({ index, error: `line ${index + 1}: not valid UTF-8` });
       index += 1;
@@ -277,6 +280,19 @@ export function ndjsonLines(body: Buffer, maxDepth: number): Array<{ index: numb
     index += 1;
   }
   return items;
+}
+
+/** The body's lines, each undefined when it is not valid UTF-8 (decoded per line only then). */
+function utf8Lines(body: Buffer): Array<string | undefined> {
+  if (isUtf8(body)) return body.toString('utf8').split('\n');
+  const lines: Array<string | undefined> = [];
+  for (let start = 0; start <= body.length;) {
+    let end = body.indexOf(0x0a, start);
+    if (end < 0) end = body.length;
+    lines.push(decodeUtf8(body.subarray(start, end)));
+    start = end + 1;
+  }
+  return lines;
 }
 
 /**
