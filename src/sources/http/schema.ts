@@ -9,6 +9,10 @@ export interface HttpSourceConfig extends SignatureConfig {
   max_body_bytes: number;
   max_events_per_request: number;
   request_timeout_ms: number;
+  headers_timeout_ms: number;
+  keep_alive_timeout_ms: number;
+  max_connections: number;
+  max_json_depth: number;
   argus: { enums_file: string; metrics: boolean };
   version: string;
   /** Name `/health` and `/version` report (`argus` under the argus preset). */
@@ -33,9 +37,13 @@ export const httpSourceSchema = {
     format: Boolean,
     default: false,
   },
-  max_body_bytes: { doc: 'Largest request body; larger ones get 413.', format: 'positive-int', default: 5 * 1024 * 1024 },
+  max_body_bytes: { doc: 'Largest request body, after gzip decompression; larger ones get 413.', format: 'positive-int', default: 5 * 1024 * 1024 },
   max_events_per_request: { doc: 'Most events in one request; more get 413.', format: 'positive-int', default: 10_000 },
-  request_timeout_ms: { doc: 'Time allowed to receive a whole request.', format: 'positive-int', default: 30_000 },
+  request_timeout_ms: { doc: 'Time allowed to receive a whole request, headers and body; then 408 and the connection closes.', format: 'positive-int', default: 30_000 },
+  headers_timeout_ms: { doc: 'Time allowed to receive the request headers (at most request_timeout_ms); then 408 and the connection closes.', format: 'positive-int', default: 10_000 },
+  keep_alive_timeout_ms: { doc: 'How long an idle keep-alive connection stays open.', format: 'positive-int', default: 65_000 },
+  max_connections: { doc: 'Most open connections; past it new connections are closed at once.', format: 'positive-int', default: 4_096 },
+  max_json_depth: { doc: 'Deepest nesting of arrays and objects in one event; deeper: 400 for that event.', format: 'positive-int', default: 64 },
   argus: {
     enums_file: { doc: 'argus enums.yaml; each list in it replaces the default list.', format: String, default: '', env: 'AUDIT_ENUMS_CONFIG' },
     metrics: { doc: 'Also export argus\'s metric names (argus_logs_ingested_total, ...) for existing dashboards.', format: Boolean, default: false },

@@ -8,6 +8,7 @@ import { InvalidEventError, toEvent } from '../../public/index.ts';
 import { chainStoreService, OPS_SERVICE } from '../../public/services.ts';
 import { SignaturePolicy } from '../../public/security.ts';
 import { type Scope, TokenAuthenticator } from '../../public/security.ts';
+import { BodyError, discardBody, limitServer, ndjsonLines, parseJsonBody, readBody, serverOptions } from './body.ts';
 import { ArgusValidationError, argusRecord, argusToNative, loadArgusEnums, type ArgusEnums } from './argus.ts';
 import { CorsPolicy } from './cors.ts';
 import { auditSummary, listAuditLogs, parseListQuery, ReadApiError, recordWithPosition, type ArgusReadStore } from './read-api.ts';
@@ -98,11 +99,10 @@ export class HttpSource implements Source {
 
   async start(pipeline: SourceContext): Promise<void> {
     this.pipeline = pipeline;
-    const server = createServer({ requestTimeout: this.config.request_timeout_ms, headersTimeout: Math.min(this.config.request_timeout_ms, 60_000) }, (req, res) => {
+    const server = createServer(serverOptions(this.config), (req, res) => {
       void this.dispatch(req, res);
     });
-    server.keepAliveTimeout = 65_000;
-    server.maxHeadersCount = 100;
+    limitServer(server, this.config);
     const index = this.config.listen.lastIndexOf(':');
     const host = this.config.listen.slice(0, index).replace(/^\[|\]$/g, '');
     await new Promise<void>((resolve, reject) => {
@@ -192,10 +192,9 @@ export class HttpSource implements Source {
         sendJson(res, error.status, { error: error.status === 404 ? 'not found' : 'invalid query', details: error.message });
         return;
       }
-      if (error instanceof HttpError) {
-        if (error.status === 413) res.setHeader('connection', 'close');
+      if (error instanceof HttpError || error instanceof BodyError) {
+        if (error.status === 413) await discardBody(req, Math.min(this.config.request_timeout_ms, 5_000));
         sendJson(res, error.status, { error: error.message, details: error.details }, error.headers);
-        if (error.status === 413) req.resume();
         return;
       }
       this.context.logger.error({ err: error, route: template }, 'request failed');
@@ -204,20 +203,8 @@ export class HttpSource implements Source {
     }
   }
 
-  private async readBody(req: IncomingMessage): Promise<Buffer> {
-    const limit = this.config.max_body_bytes;
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) {
-      throw new HttpError(413, 'payload too large', `body of ${declared} bytes is over the limit of ${limit} bytes`);
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > limit) throw new HttpError(413, 'payload too large', `body is over the limit of ${limit} bytes`);
-      chunks.push(chunk as Buffer);
-    }
-    return Buffer.concat(chunks, size);
+  private readBody(req: IncomingMessage): Promise<Buffer> {
+    return readBody(req, this.config.max_body_bytes);
   }
 
   private mediaType(req: IncomingMessage): string {
@@ -229,12 +216,13 @@ export class HttpSource implements Source {
     return toEvent(value, this.context.events);
   }
 
-  private parseJson(body: Buffer): unknown {
+  /** The body's JSON value; `itemErrors` fails items of a top-level array alone (body.ts). */
+  private parseJson(body: Buffer): { value: unknown; itemErrors: ReadonlyMap<number, string> } {
     try {
-      return JSON.parse(body.toString('utf8'));
+      return parseJsonBody(body, this.config.max_json_depth);
     } catch (error) {
       this.pipeline?.countRejected('malformed_json');
-      throw new HttpError(400, 'malformed JSON', (error as Error).message);
+      throw error;
     }
   }
 
@@ -255,20 +243,10 @@ export class HttpSource implements Source {
     const body = await this.readBody(req);
     const items: Array<{ index: number; value?: unknown; error?: string }> = [];
     if (ndjson) {
-      const lines = body.toString('utf8').split('\n');
-      let index = 0;
-      for (const line of lines) {
-        if (line.trim() === '') continue;
-        try {
-          items.push({ index, value: JSON.parse(line) });
-        } catch (error) {
-          items.push({ index, error: `line ${index + 1}: malformed JSON: ${(error as Error).message}` });
-        }
-        index += 1;
-      }
+      for (const line of ndjsonLines(body, this.config.max_json_depth)) items.push(line);
     } else {
-      const value = this.parseJson(body);
-      (Array.isArray(value) ? value : [value]).forEach((item, index) => items.push({ index, value: item }));
+      const { value, itemErrors } = this.parseJson(body);
+      (Array.isArray(value) ? value : [value]).forEach((item, index) => items.push({ index, value: item, error: itemErrors.get(index) }));
     }
     if (items.length === 0) throw new HttpError(400, 'no events', 'the request holds no event');
     this.checkCount(items.length);
@@ -321,7 +299,7 @@ export class HttpSource implements Source {
   /** argus's `POST /api/audit-logs` and `POST /api/audit-logs/bulk`, same codes and shapes. */
   private async ingestArgus(req: IncomingMessage, res: ServerResponse, bulk: boolean): Promise<void> {
     // argus never looked at Content-Type and its clients rely on that, so neither do we here.
-    const value = this.parseJson(await this.readBody(req));
+    const { value, itemErrors } = this.parseJson(await this.readBody(req));
     if (!bulk) {
       let event: AuditEvent;
       let native: JsonObject;
@@ -354,6 +332,8 @@ export class HttpSource implements Source {
       let native: JsonObject;
       let event: AuditEvent;
       try {
+        const itemError = itemErrors.get(index);
+        if (itemError !== undefined) throw new ArgusValidationError(itemError);
         native = argusToNative(item, this.enums);
         event = this.toEvent(native);
       } catch (error) {
