@@ -8,7 +8,7 @@
  *   node scripts/soak/run.ts --profile http-embedded|http-postgres|nats-fanout|scale-out|short
  *     [--cycles N] [--seconds S] [--json FILE] [--outage NAME|all] [--pause NAME] [--outage-seconds S]
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { sql } from 'kysely';
 import pg from 'pg';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { writeKeyPair } from '../../src/security/keys.ts';
 import { openEmbedded } from '../../src/sinks/postgres/db.ts';
 import {
@@ -108,6 +109,8 @@ interface Setup {
   count(): Promise<Record<string, SinkCount>>;
   chainShape(): Promise<ChainShape>;
   cleanup(): Promise<void>;
+  /** Gauges sampled during a fault (NATS: messages delivered to auditpipe but not yet acked, and waiting in the stream). */
+  probe?(): Promise<Record<string, number>>;
 }
 
 interface ChainShape {
@@ -193,7 +196,7 @@ async function natsSetup(instances: number, withFanout: boolean, pacedNats = tru
   const database = `soak_${runId}`.toLowerCase();
   await adminQuery(`CREATE DATABASE "${database}"`);
   const keyFile = path.join(dir, 'checkpoint.key');
-  writeKeyPair(keyFile);
+  if (!existsSync(keyFile)) writeKeyPair(keyFile);
   const { s3Client, createBucket, listVersions, readObject, ndjsonEvents } = await import('../../test/integration/s3/s3-helpers.ts');
   const { kafkaClient, createTopic, consumeAll } = await import('../../test/integration/kafka/kafka-helpers.ts');
   const s3 = s3Client();
@@ -275,8 +278,12 @@ async function natsSetup(instances: number, withFanout: boolean, pacedNats = tru
       return counts;
     },
     chainShape: () => postgresShape(database),
+    async probe() {
+      const jsm = await jetstreamManager(nc);
+      const info = await jsm.consumers.info(stream, 'soak');
+      return { natsAckPending: info.num_ack_pending, natsPending: info.num_pending };
+    },
     async cleanup() {
-      const { jetstreamManager } = await import('@nats-io/jetstream');
       const jsm = await jetstreamManager(nc);
       for (const name of [stream, `${stream}_dlq`]) await jsm.streams.delete(name).catch(() => false);
       await nc.close();
@@ -359,11 +366,26 @@ interface OutageRecord {
   maxRssKiB: number;
   rssBeforeKiB: number;
   ackedDuring: number;
+  /** HTTP 503 answers the generator got during the fault. */
+  http503During: number;
+  /** Highest value of each probe during the fault. */
+  probesMax: Record<string, number>;
 }
 
-async function fault(child: Auditpipe, load: Load, server: ServerName, kind: 'stop' | 'pause', seconds: number): Promise<OutageRecord> {
+async function fault(child: Auditpipe, setup: Setup, server: ServerName, kind: 'stop' | 'pause', seconds: number): Promise<OutageRecord> {
+  const load = setup.load;
   const record: OutageRecord = {
     server, kind, seconds, readyz: { before: {}, during: {}, after: {} }, went503During: false, readyAgainAfterMs: null, maxRssKiB: 0, rssBeforeKiB: child.rssKiB(), ackedDuring: 0,
+    http503During: 0, probesMax: {},
+  };
+  const http503Before = load.counts.http503;
+  const sample = async () => {
+    if (!setup.probe) return;
+    try {
+      for (const [key, value] of Object.entries(await setup.probe())) record.probesMax[key] = Math.max(record.probesMax[key] ?? 0, value);
+    } catch {
+      // The server being probed may be the one that is down.
+    }
   };
   const tally = (bucket: Record<string, number>, status: number) => { bucket[status] = (bucket[status] ?? 0) + 1; };
   for (let i = 0; i < 6; i += 1) {
@@ -379,9 +401,11 @@ async function fault(child: Auditpipe, load: Load, server: ServerName, kind: 'st
     const status = await child.readyz();
     tally(record.readyz.during, status);
     record.maxRssKiB = Math.max(record.maxRssKiB, child.rssKiB());
+    if (server !== 'nats') await Promise.race([sample(), sleep(1_000)]);
     await sleep(500);
   }
   record.ackedDuring = load.acked.size - ackedBefore;
+  record.http503During = load.counts.http503 - http503Before;
   if (kind === 'stop') serverCtl('start', server);
   else serverSignal(server, 'SIGCONT');
   const restored = Date.now();
@@ -405,6 +429,15 @@ async function fault(child: Auditpipe, load: Load, server: ServerName, kind: 'st
   return record;
 }
 
+/** N processes draining a pre-filled stream: seconds from their spawn to the stream empty (and to all ready). */
+interface Throughput {
+  processes: number;
+  events: number;
+  seconds: number;
+  readySeconds: number;
+  eventsPerSecond: number;
+}
+
 interface Result {
   profile: string;
   command: string;
@@ -418,7 +451,7 @@ interface Result {
   verify: VerifyOutcome;
   outages: OutageRecord[];
   finalExitCode: number | null;
-  throughput?: Array<{ processes: number; events: number; seconds: number; eventsPerSecond: number }>;
+  throughput?: Throughput[];
   problems: string[];
   ok: boolean;
 }
@@ -442,8 +475,8 @@ async function singleProcess(setup: Setup): Promise<Omit<Result, 'profile' | 'co
   const sampler = setInterval(() => last.rssKiB(), 500);
   const faults: OutageRecord[] = [];
   try {
-    for (const server of outages) faults.push(await fault(last, setup.load, server, 'stop', outageSeconds));
-    for (const server of pauses) faults.push(await fault(last, setup.load, server, 'pause', outageSeconds));
+    for (const server of outages) faults.push(await fault(last, setup, server, 'stop', outageSeconds));
+    for (const server of pauses) faults.push(await fault(last, setup, server, 'pause', outageSeconds));
     if (!faultRun) await sleep(2_000);
     log('draining the load');
     const left = await setup.load.drain(180_000);
@@ -501,8 +534,8 @@ async function scaleOut(): Promise<Omit<Result, 'profile' | 'command' | 'date' |
 }
 
 /** N processes draining a stream pre-filled with events: events per second from their start to the last row. */
-async function measureThroughput(processes: number): Promise<{ processes: number; events: number; seconds: number; eventsPerSecond: number }> {
-  const events = 20_000;
+async function measureThroughput(processes: number): Promise<Throughput> {
+  const events = 100_000;
   const setup = await natsSetup(processes, false, false);
   const stats: CycleStats = { cycles: 0, killedBeforeReady: 0, readyMs: [], maxRssKiB: 0 };
   // The first start creates the stream and the consumer; then the stream is filled with nothing consuming.
@@ -515,14 +548,16 @@ async function measureThroughput(processes: number): Promise<{ processes: number
   const t0 = Date.now();
   const children: Auditpipe[] = [];
   for (let i = 0; i < processes; i += 1) children.push(new Auditpipe(setup.configFiles[i]!, setup.readyUrls[i]!));
+  await Promise.all(children.map((child) => child.waitReady()));
+  const readySeconds = (Date.now() - t0) / 1_000;
   await setup.settled();
   const seconds = (Date.now() - t0) / 1_000;
   await Promise.all(children.map((child) => child.kill('SIGTERM')));
   const stored = Number((await adminQuery('SELECT count(*) AS n FROM auditpipe.chain_events', `soak_${runId}`.toLowerCase())).rows[0].n);
   if (stored !== total) problems.push(`throughput run with ${processes}: ${stored} rows for ${total} published`);
   await setup.cleanup();
-  log(`${processes} process(es): ${total} events in ${seconds.toFixed(1)} s`);
-  return { processes, events: total, seconds, eventsPerSecond: Math.round(total / seconds) };
+  log(`${processes} process(es): ${total} events in ${seconds.toFixed(1)} s (all ready after ${readySeconds.toFixed(1)} s)`);
+  return { processes, events: total, seconds, readySeconds, eventsPerSecond: Math.round(total / seconds) };
 }
 
 async function main(): Promise<void> {
