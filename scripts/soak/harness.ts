@@ -269,7 +269,9 @@ export function serverCtl(action: 'stop' | 'start', name: ServerName): void {
 
 /** SIGSTOP/SIGCONT on the server's pid: it keeps its sockets open and answers nothing. */
 export function serverSignal(name: ServerName, signal: 'SIGSTOP' | 'SIGCONT'): void {
-  const pid = Number(readFileSync(path.join(ROOT, '.servers/pids', `${name}.pid`), 'utf8').trim());
+  // The pid file holds "PID STARTTIME" (ctl.sh checks the start time against pid reuse).
+  const pid = Number(readFileSync(path.join(ROOT, '.servers/pids', `${name}.pid`), 'utf8').trim().split(/\s+/)[0]);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no pid for ${name} in .servers/pids/${name}.pid`);
   process.kill(pid, signal);
 }
 

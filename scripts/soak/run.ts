@@ -396,18 +396,21 @@ async function fault(child: Auditpipe, setup: Setup, server: ServerName, kind: '
   const ackedBefore = load.acked.size;
   if (kind === 'stop') serverCtl('stop', server);
   else serverSignal(server, 'SIGSTOP');
-  const until = Date.now() + seconds * 1_000;
-  while (Date.now() < until) {
-    const status = await child.readyz();
-    tally(record.readyz.during, status);
-    record.maxRssKiB = Math.max(record.maxRssKiB, child.rssKiB());
-    if (server !== 'nats') await Promise.race([sample(), sleep(1_000)]);
-    await sleep(500);
+  try {
+    const until = Date.now() + seconds * 1_000;
+    while (Date.now() < until) {
+      const status = await child.readyz();
+      tally(record.readyz.during, status);
+      record.maxRssKiB = Math.max(record.maxRssKiB, child.rssKiB());
+      if (server !== 'nats') await Promise.race([sample(), sleep(1_000)]);
+      await sleep(500);
+    }
+    record.ackedDuring = load.acked.size - ackedBefore;
+    record.http503During = load.counts.http503 - http503Before;
+  } finally {
+    if (kind === 'stop') serverCtl('start', server);
+    else serverSignal(server, 'SIGCONT');
   }
-  record.ackedDuring = load.acked.size - ackedBefore;
-  record.http503During = load.counts.http503 - http503Before;
-  if (kind === 'stop') serverCtl('start', server);
-  else serverSignal(server, 'SIGCONT');
   const restored = Date.now();
   log(`${server} back`);
   while (Date.now() - restored < 180_000) {
