@@ -3,7 +3,7 @@
  * what was acknowledged, server outages, and the counting of what every sink holds.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
@@ -272,7 +272,23 @@ export function serverSignal(name: ServerName, signal: 'SIGSTOP' | 'SIGCONT'): v
   // The pid file holds "PID STARTTIME" (ctl.sh checks the start time against pid reuse).
   const pid = Number(readFileSync(path.join(ROOT, '.servers/pids', `${name}.pid`), 'utf8').trim().split(/\s+/)[0]);
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no pid for ${name} in .servers/pids/${name}.pid`);
-  process.kill(pid, signal);
+  // PostgreSQL serves each connection from a child of the postmaster: stop those too, or open
+  // connections would go on answering.
+  for (const target of [pid, ...childPids(pid)]) process.kill(target, signal);
+}
+
+function childPids(parent: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent) children.push(Number(entry));
+    } catch {
+      // The process ended while the list was read.
+    }
+  }
+  return children;
 }
 
 /** How often each id occurs in a list of stored ids, against the acknowledged set. */
