@@ -26,6 +26,12 @@ export function loadServerEnv(): void {
 
 export const random = (min: number, max: number) => min + Math.random() * (max - min);
 
+// A harness that dies on an error must not leave auditpipe processes behind it.
+const liveChildren = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+});
+
 /** One `auditpipe run` child process, its output tail and its resident memory. */
 export class Auditpipe {
   readonly child: ChildProcess;
@@ -44,7 +50,11 @@ export class Auditpipe {
     const keep = (chunk: Buffer) => { this.tail = (this.tail + chunk.toString()).slice(-20_000); };
     this.child.stdout!.on('data', keep);
     this.child.stderr!.on('data', keep);
-    const ended = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => this.child.on('exit', (code, signal) => resolve([code, signal])));
+    liveChildren.add(this.child);
+    const ended = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => this.child.on('exit', (code, signal) => {
+      liveChildren.delete(this.child);
+      resolve([code, signal]);
+    }));
     this.exited = ended.then(([code]) => code);
     this.signal = ended.then(([, signal]) => signal);
   }
