@@ -7,7 +7,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { MAX_KEY_ID_CHARS, type SignatureAlgorithm } from './signatures.ts';
+import { MAX_KEY_ID_CHARS, type SignatureAlgorithm } from './signature-algorithms.ts';
 
 export class KeyRegistryError extends Error {
   override readonly name = 'KeyRegistryError';

@@ -17,17 +17,17 @@ import { createPrivateKey, sign as cryptoSign, verify as cryptoVerify, constants
 import type { JsonObject, JsonValue } from '../public/index.ts';
 import { canonicalJson } from './canonical-json.ts';
 import type { KeyRegistry, RegisteredKey } from './key-registry.ts';
+import { MAX_KEY_ID_CHARS, SIGNATURE_ALGORITHMS, type SignatureAlgorithm } from './signature-algorithms.ts';
+
+export { MAX_KEY_ID_CHARS, SIGNATURE_ALGORITHMS, type SignatureAlgorithm };
 
 export const SIGNATURE_VERSION = 1;
 /** Domain separation: a signature over an event can never be replayed as another protocol's. */
 export const SIGNATURE_DOMAIN_TAG = 'auditpipe/event-signature/v1\n';
 export const SIGNATURE_FIELDS = ['signature', 'signatureAlgorithm', 'publicKeyId', 'signatureVersion'] as const;
-export const SIGNATURE_ALGORITHMS = ['EdDSA', 'RS256', 'PS256'] as const;
-export type SignatureAlgorithm = (typeof SIGNATURE_ALGORITHMS)[number];
 
 /** Base64 text of the largest signature accepted (RSA 8192: 1024 bytes → 1368 characters). */
 export const MAX_SIGNATURE_CHARS = 2048;
-export const MAX_KEY_ID_CHARS = 256;
 
 export type SignatureMode = 'off' | 'verify-if-present' | 'required';
 export const SIGNATURE_MODES: readonly SignatureMode[] = ['off', 'verify-if-present', 'required'];
