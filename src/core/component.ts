@@ -85,6 +85,8 @@ export interface Source {
   stop(): Promise<void>;
   /** Release connections after the pipeline drained. */
   close(): Promise<void>;
+  /** False while the source cannot take input (e.g. its broker is unreachable), for /readyz. */
+  healthy?(): boolean;
 }
 
 export interface SinkDefinition<C = any> {

@@ -58,7 +58,8 @@ export class Engine {
   readiness(): Readiness {
     const problems: string[] = [];
     if (this.state !== 'running') problems.push(`engine is ${this.state}`);
-    for (const { pipeline, config, sinks } of this.running) {
+    for (const { pipeline, config, sinks, source } of this.running) {
+      if (source.healthy?.() === false) problems.push(`pipeline ${config.name}: source ${config.source.type} is disconnected`);
       for (const sink of pipeline.failingRequiredSinks()) problems.push(`pipeline ${config.name}: required sink ${sink} failed beyond its retry policy`);
       config.sinks.forEach((sinkConfig, i) => {
         if (sinkConfig.required && sinks[i]?.healthy?.() === false) problems.push(`pipeline ${config.name}: required sink ${sinkConfig.name} is down`);

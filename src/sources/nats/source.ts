@@ -101,6 +101,7 @@ export class NatsSource implements Source {
   private readonly metrics: NatsMetrics;
   private readonly signatures: SignaturePolicy;
   private nc: NatsConnection | undefined;
+  private connected = true;
   private jsm: JetStreamManager | undefined;
   private js: JetStreamClient | undefined;
   private consumer: Consumer | undefined;
@@ -185,6 +186,10 @@ export class NatsSource implements Source {
     if (!nc.isClosed()) await nc.close().catch(() => undefined);
   }
 
+  healthy(): boolean {
+    return this.connected && !(this.nc?.isClosed() ?? false);
+  }
+
   private connectOptions(): ConnectionOptions {
     const config = this.config;
     const options: ConnectionOptions = {
@@ -196,6 +201,10 @@ export class NatsSource implements Source {
       waitOnFirstConnect: false,
       // Async stack traces for every request cost more CPU than the pull loop itself at high rates.
       noAsyncTraces: true,
+      // A server that stops answering (hung, not closed) is found by missed pings; the client's
+      // default (2 min x 2) would keep /readyz green for minutes (docs/reliability.md, outages).
+      pingInterval: 10_000,
+      maxPingOut: 3,
     };
     if (config.token) options.token = config.token;
     if (config.user) {
@@ -226,8 +235,13 @@ export class NatsSource implements Source {
   private watchConnection(nc: NatsConnection): void {
     void (async () => {
       for await (const status of nc.status()) {
-        if (status.type === 'disconnect') this.context.logger.warn({ server: status.server }, 'nats disconnected; reconnecting');
-        else if (status.type === 'reconnect') this.context.logger.info({ server: status.server }, 'nats reconnected');
+        if (status.type === 'disconnect') {
+          this.connected = false;
+          this.context.logger.warn({ server: status.server }, 'nats disconnected; reconnecting');
+        } else if (status.type === 'reconnect') {
+          this.connected = true;
+          this.context.logger.info({ server: status.server }, 'nats reconnected');
+        }
       }
     })().catch(() => undefined);
   }

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { newAuditEvent, Transfer } from '../../../src/client/index.ts';
 import { startEngine } from '../../helpers/engine.ts';
-import { serverCtl, uniqueName } from '../../helpers/servers.ts';
+import { serverCtl, serverEnv, uniqueName } from '../../helpers/servers.ts';
 import { deleteStreams, FailingForwarder, metricValue, natsConnect, natsToVictoria, storedIds, streamMessages, waitFor } from './helpers.ts';
 
 describe('NATS restart during a run', () => {
@@ -17,7 +17,7 @@ describe('NATS restart during a run', () => {
     namespace = uniqueName('reconnect');
   });
   after(async () => {
-    await deleteStreams(nc, `${namespace}_logs`, `${namespace}_logs_dlq`);
+    await deleteStreams(nc, `${namespace}_logs`, `${namespace}_logs_dlq`, `${namespace}_ready`, `${namespace}_ready_dlq`);
     await nc.close();
   });
 
@@ -67,6 +67,23 @@ describe('NATS restart during a run', () => {
     } finally {
       await engine.stop();
       await forwarder.stop();
+    }
+  });
+
+  it('reports the source not ready while NATS is down, and ready again once it is back', async () => {
+    const engine = await startEngine(natsToVictoria({ namespace, stream: 'ready', victoriaUrl: serverEnv('VICTORIA_URL') }));
+    try {
+      assert.equal(engine.engine.readiness().ready, true);
+      await serverCtl('stop', 'nats');
+      try {
+        const down = await waitFor('readiness to report the source', () => (engine.engine.readiness().ready ? undefined : engine.engine.readiness()), 30_000);
+        assert.ok(down.problems.some((p) => /source nats is disconnected/.test(p)), down.problems.join('; '));
+      } finally {
+        await serverCtl('start', 'nats');
+      }
+      await waitFor('readiness after the restart', () => engine.engine.readiness().ready, 60_000);
+    } finally {
+      await engine.stop();
     }
   });
 });
