@@ -51,7 +51,7 @@ export const SIGNATURE_FAILURE_REASONS: readonly SignatureFailureReason[] = [
 
 export type SignatureCheck =
   | { readonly ok: true; readonly signed: false }
-  | { readonly ok: true; readonly signed: true; readonly keyId: string; readonly algorithm: SignatureAlgorithm; readonly format: SignatureFormat }
+  | { readonly ok: true; readonly signed: true; readonly keyId: string; readonly algorithm: SignatureAlgorithm; readonly format?: 'argus-legacy' }
   | { readonly ok: false; readonly reason: SignatureFailureReason; readonly detail: string };
 
 /** The event without its signature fields: what the signature covers. */
@@ -295,7 +295,8 @@ export function verifyEventSignature(event: JsonObject, registry: KeyRegistry, o
     }
     return { ok: false, reason: 'bad_signature', detail: `the signature does not match the event under key ${key.id} (${algorithm}, ${format} form)` };
   }
-  return { ok: true, signed: true, keyId: key.id, algorithm, format };
+  // `format` is named only for the legacy form, so an rfc8785 result is unchanged for existing callers.
+  return format === 'argus-legacy' ? { ok: true, signed: true, keyId: key.id, algorithm, format } : { ok: true, signed: true, keyId: key.id, algorithm };
 }
 
 /** Only to give a clear refusal reason; a legacy-form match never makes the event accepted here. */
