@@ -22,7 +22,15 @@ export interface RegisteredKey {
   readonly actors?: ReadonlySet<string>;
   readonly notBefore?: Date;
   readonly notAfter?: Date;
+  /**
+   * What bytes this key's signatures cover: `rfc8785` (auditpipe's form, the default) or
+   * `argus-legacy` (the pipe-joined form argus's Go SDK signs; docs/argus.md).
+   */
+  readonly format?: SignatureFormat;
 }
+
+export type SignatureFormat = 'rfc8785' | 'argus-legacy';
+export const SIGNATURE_FORMATS: readonly SignatureFormat[] = ['rfc8785', 'argus-legacy'];
 
 /** One key as the config gives it. Exactly one of `pem`, `pem_file`, `jwk`. */
 export interface SignatureKeySpec {
@@ -33,6 +41,7 @@ export interface SignatureKeySpec {
   readonly actors?: readonly string[];
   readonly not_before?: string;
   readonly not_after?: string;
+  readonly format?: string;
 }
 
 export interface KeyRegistry {
@@ -43,7 +52,7 @@ export interface KeyRegistry {
 
 const MIN_RSA_BITS = 2048;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
-const SPEC_KEYS = new Set(['id', 'pem', 'pem_file', 'jwk', 'actors', 'not_before', 'not_after']);
+const SPEC_KEYS = new Set(['id', 'pem', 'pem_file', 'jwk', 'actors', 'not_before', 'not_after', 'format']);
 
 export class StaticKeyRegistry implements KeyRegistry {
   private readonly keys = new Map<string, RegisteredKey>();
@@ -157,7 +166,11 @@ export function loadKeySpec(spec: SignatureKeySpec, index: number, baseDir: stri
   const notBefore = parseTime(spec.not_before, label, 'not_before');
   const notAfter = parseTime(spec.not_after, label, 'not_after');
   if (notBefore && notAfter && notAfter <= notBefore) throw new KeyRegistryError(`${label}: not_after must be later than not_before`);
-  return { id, publicKey, algorithms, actors, notBefore, notAfter };
+  const format = spec.format ?? 'rfc8785';
+  if (!(SIGNATURE_FORMATS as readonly string[]).includes(format)) {
+    throw new KeyRegistryError(`${label}: format must be one of ${SIGNATURE_FORMATS.join(', ')}`);
+  }
+  return { id, publicKey, algorithms, actors, notBefore, notAfter, format: format as SignatureFormat };
 }
 
 /**
@@ -176,8 +189,8 @@ export function readKeysFile(file: string): SignatureKeySpec[] {
   if (!Array.isArray(list)) throw new KeyRegistryError(`signature keys file ${file}: must hold a list of keys or {keys: [...]}`);
   return list.map((entry: Record<string, unknown>) => {
     if (entry && typeof entry === 'object' && typeof entry.kty === 'string') {
-      const { actors, not_before, not_after, ...jwk } = entry;
-      return { jwk, actors, not_before, not_after } as SignatureKeySpec;
+      const { actors, not_before, not_after, format, ...jwk } = entry;
+      return { jwk, actors, not_before, not_after, format } as SignatureKeySpec;
     }
     return entry as SignatureKeySpec;
   });

@@ -16,7 +16,7 @@
 import { createPrivateKey, sign as cryptoSign, verify as cryptoVerify, constants, type KeyObject } from 'node:crypto';
 import type { JsonObject, JsonValue } from '../public/index.ts';
 import { canonicalJson } from './canonical-json.ts';
-import type { KeyRegistry, RegisteredKey } from './key-registry.ts';
+import type { KeyRegistry, RegisteredKey, SignatureFormat } from './key-registry.ts';
 import { MAX_KEY_ID_CHARS, SIGNATURE_ALGORITHMS, type SignatureAlgorithm } from './signature-algorithms.ts';
 
 export { MAX_KEY_ID_CHARS, SIGNATURE_ALGORITHMS, type SignatureAlgorithm };
@@ -41,15 +41,17 @@ export type SignatureFailureReason =
   | 'key_not_yet_valid'
   | 'key_expired'
   | 'algorithm_not_allowed'
-  | 'bad_signature';
+  | 'bad_signature'
+  | 'legacy_form_not_allowed'
+  | 'ambiguous_legacy_form';
 export const SIGNATURE_FAILURE_REASONS: readonly SignatureFailureReason[] = [
   'unsigned', 'malformed', 'unknown_key', 'key_not_allowed_for_actor', 'key_not_yet_valid', 'key_expired',
-  'algorithm_not_allowed', 'bad_signature',
+  'algorithm_not_allowed', 'bad_signature', 'legacy_form_not_allowed', 'ambiguous_legacy_form',
 ];
 
 export type SignatureCheck =
   | { readonly ok: true; readonly signed: false }
-  | { readonly ok: true; readonly signed: true; readonly keyId: string; readonly algorithm: SignatureAlgorithm }
+  | { readonly ok: true; readonly signed: true; readonly keyId: string; readonly algorithm: SignatureAlgorithm; readonly format?: 'argus-legacy' }
   | { readonly ok: false; readonly reason: SignatureFailureReason; readonly detail: string };
 
 /** The event without its signature fields: what the signature covers. */
@@ -64,6 +66,70 @@ export function signedContent(event: JsonObject): Record<string, JsonValue> {
 /** The exact bytes signed for `event` (its signature fields, if any, are left out). */
 export function signingInput(event: JsonObject): Buffer {
   return Buffer.from(SIGNATURE_DOMAIN_TAG + canonicalJson(signedContent(event)), 'utf8');
+}
+
+/** The fields argus's Go SDK joins with `|`, in its order (docs/argus.md §"Legacy argus signatures"). */
+export const ARGUS_LEGACY_FIELDS = [
+  'traceId', 'time', 'eventType', 'action', 'status', 'actorType', 'actorId', 'targetType', 'targetId', 'message', 'metadata',
+] as const;
+
+/** Go's encoding/json output for decoded JSON: map keys sorted, compact, `<`, `>`, `&`, U+2028/9 escaped. */
+function goJson(value: JsonValue): string {
+  const sorted = (v: JsonValue): JsonValue => {
+    if (Array.isArray(v)) return v.map(sorted);
+    if (v !== null && typeof v === 'object') {
+      const out: Record<string, JsonValue> = {};
+      for (const key of Object.keys(v).sort()) out[key] = sorted((v as Record<string, JsonValue>)[key]!);
+      return out;
+    }
+    return v;
+  };
+  return JSON.stringify(sorted(value))
+    .replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026')
+    .replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+}
+
+/** The legacy field values in order; absent fields are "", as the Go SDK writes nil pointers. */
+export function argusLegacyParts(event: JsonObject): string[] {
+  const text = (field: string): string => {
+    const value = event[field];
+    if (value === undefined || value === null) return '';
+    if (typeof value !== 'string') throw new Error(`${field} must be a string for an argus-legacy signature`);
+    return value;
+  };
+  return ARGUS_LEGACY_FIELDS.map((field) => {
+    if (field === 'message') {
+      const message = event.message;
+      return message === undefined || message === null ? '' : Buffer.from(JSON.stringify(message), 'utf8').toString('base64');
+    }
+    if (field === 'metadata') {
+      const metadata = event.metadata;
+      return metadata === undefined || metadata === null ? '{}' : goJson(metadata);
+    }
+    return text(field);
+  });
+}
+
+/**
+ * The bytes argus's Go SDK signs: the fields above joined with `|`, no domain tag. Throws when a
+ * field holds `|`: then two different events join to the same bytes, so the signature proves
+ * nothing about which one was meant (docs/decisions.md "Legacy argus signatures").
+ */
+export function argusLegacySigningInput(event: JsonObject): Buffer {
+  const parts = argusLegacyParts(event);
+  const ambiguous = ARGUS_LEGACY_FIELDS.filter((field, i) => field !== 'message' && field !== 'metadata' && parts[i]!.includes('|'));
+  if (parts[ARGUS_LEGACY_FIELDS.indexOf('metadata')]!.includes('|')) ambiguous.push('metadata');
+  if (ambiguous.length > 0) throw new AmbiguousLegacyFormError(ambiguous);
+  return Buffer.from(parts.join('|'), 'utf8');
+}
+
+export class AmbiguousLegacyFormError extends Error {
+  override readonly name = 'AmbiguousLegacyFormError';
+  readonly fields: readonly string[];
+  constructor(fields: readonly string[]) {
+    super(`the argus legacy signed form is ambiguous: ${fields.join(', ')} contain "|"; such events are refused`);
+    this.fields = fields;
+  }
 }
 
 /** True when the event carries any signature field. */
@@ -212,16 +278,34 @@ export function verifyEventSignature(event: JsonObject, registry: KeyRegistry, o
   if (!key.algorithms.includes(algorithm)) {
     return { ok: false, reason: 'algorithm_not_allowed', detail: `key ${key.id} verifies ${key.algorithms.join(', ')}, not ${algorithm}` };
   }
+  const format: SignatureFormat = key.format ?? 'rfc8785';
   let input: Buffer;
   try {
-    input = signingInput(event);
+    input = format === 'argus-legacy' ? argusLegacySigningInput(event) : signingInput(event);
   } catch (error) {
+    if (error instanceof AmbiguousLegacyFormError) return { ok: false, reason: 'ambiguous_legacy_form', detail: error.message };
     return malformed((error as Error).message);
   }
   if (!verifyBytes(input, bytes, key.publicKey, algorithm)) {
-    return { ok: false, reason: 'bad_signature', detail: `the signature does not match the event under key ${key.id} (${algorithm})` };
+    if (format === 'rfc8785' && matchesLegacyForm(event, bytes, key, algorithm)) {
+      return {
+        ok: false, reason: 'legacy_form_not_allowed',
+        detail: `the signature is over argus's legacy pipe-joined form, but key ${key.id} is not marked format: argus-legacy`,
+      };
+    }
+    return { ok: false, reason: 'bad_signature', detail: `the signature does not match the event under key ${key.id} (${algorithm}, ${format} form)` };
   }
-  return { ok: true, signed: true, keyId: key.id, algorithm };
+  // `format` is named only for the legacy form, so an rfc8785 result is unchanged for existing callers.
+  return format === 'argus-legacy' ? { ok: true, signed: true, keyId: key.id, algorithm, format } : { ok: true, signed: true, keyId: key.id, algorithm };
+}
+
+/** Only to give a clear refusal reason; a legacy-form match never makes the event accepted here. */
+function matchesLegacyForm(event: JsonObject, signature: Buffer, key: RegisteredKey, algorithm: SignatureAlgorithm): boolean {
+  try {
+    return verifyBytes(Buffer.from(argusLegacyParts(event).join('|'), 'utf8'), signature, key.publicKey, algorithm);
+  } catch {
+    return false;
+  }
 }
 
 function malformed(detail: string): SignatureCheck {
