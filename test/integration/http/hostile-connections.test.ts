@@ -106,8 +106,9 @@ function exchange(socket: Socket, request: string): Promise<number | undefined> 
       const status = /^HTTP\/1\.1 (\d{3})/.exec(text)?.[1];
       resolve(status ? Number(status) : undefined);
     });
-    if (socket.destroyed) return;
-    socket.write(request);
+    // The server may have closed it already (over max_connections), before this listener existed.
+    if (socket.closed) resolve(undefined);
+    else if (!socket.destroyed) socket.write(request);
   });
 }
 

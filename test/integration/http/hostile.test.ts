@@ -184,14 +184,17 @@ describe('HTTP source under hostile bodies', { timeout: 150_000 }, () => {
     assert.equal(argus.status, 201, argus.text);
     assert.ok(Object.hasOwn((await h.stored(['proto-g1'])).get('proto-g1')!.event.metadata, '__proto__'));
 
-    // Had Object.prototype been polluted, an event without id and actor would pick them up from it.
-    const probe = await h.send('/v1/events', '{"action":"probe"}');
-    assert.equal(probe.status, 200);
+    // Had Object.prototype been polluted, an event without an actor would pick one up from it and
+    // be accepted (this pipeline requires an actor), and one without an id would take its id.
+    const noActor = await h.send('/v1/events', '{"action":"probe"}');
+    assert.equal(noActor.status, 400, noActor.text);
+    assert.match(noActor.text, /actor id\) is required/);
+    const probe = await h.send('/v1/events', '{"actorId":"probe","action":"probe"}');
+    assert.equal(probe.status, 200, probe.text);
     const [probeId] = probe.json().ids;
     assert.notEqual(probeId, 'polluted');
     const probed = (await h.stored([probeId])).get(probeId)!;
-    assert.equal(probed.event.actorId, undefined);
-    assert.notEqual(probed.actor, 'polluted');
+    assert.equal(probed.actor, 'probe');
     await h.assertHealthy('proto');
   });
 

@@ -10,7 +10,8 @@ export function integerActorEvent(value: unknown, options: EventOptions): AuditE
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
   const actor = readField(value as Record<string, unknown>, options.actorField);
   if (typeof actor !== 'number' || !Number.isSafeInteger(actor)) return undefined;
-  const event = toEvent(value, { ...options, actorField: '\u0000' });
+  // The actor is known here; toEvent must not look for it (nor require it) under the real field.
+  const event = toEvent(value, { ...options, actorField: '\u0000', requireActor: false });
   return Object.freeze({ ...event, actorId: String(actor) as ActorId });
 }
 
