@@ -17,6 +17,9 @@ describe('NATS restart during a run', () => {
     namespace = uniqueName('reconnect');
   });
   after(async () => {
+    // A fresh connection: the test's own may still be reconnecting after the last restart.
+    await nc?.close();
+    nc = await natsConnect();
     await deleteStreams(nc, `${namespace}_logs`, `${namespace}_logs_dlq`, `${namespace}_ready`, `${namespace}_ready_dlq`);
     await nc.close();
   });
