@@ -553,7 +553,7 @@ EOF
   launch nats "$(nats_bin)" -c "$dir/nats.conf"
 }
 health_nats() {
-  "${HELPER[@]}" http "http://127.0.0.1:$NATS_MONITOR_PORT/healthz?js-enabled-only=true"
+  "${HELPER[@]}" http "http://127.0.0.1:$NATS_MONITOR_PORT/healthz"
 }
 
 start_postgres() {

@@ -20,8 +20,11 @@ describe('NATS restart during a run', () => {
     // A fresh connection: the test's own may still be reconnecting after the last restart.
     await nc?.close();
     nc = await natsConnect();
-    await deleteStreams(nc, `${namespace}_logs`, `${namespace}_logs_dlq`, `${namespace}_ready`, `${namespace}_ready_dlq`);
-    await nc.close();
+    try {
+      await deleteStreams(nc, `${namespace}_logs`, `${namespace}_logs_dlq`, `${namespace}_ready`, `${namespace}_ready_dlq`);
+    } finally {
+      await nc.close();
+    }
   });
 
   it('reconnects and delivers every event published before and after the restart', async () => {
