@@ -169,7 +169,7 @@ writeFileSync(configFile, stringify({
   pipelines: [{
     name: 'bench',
     source: { type: 'http', listen: `127.0.0.1:${enginePort}` },
-    // The argus preset's batching (src/sources/http/argus-preset.ts).
+    // The argus preset's batching (src/sources/http/argus/preset.ts).
     batch: { max_events: 1000, interval_ms: 20, max_in_flight: Number(values['max-in-flight']), flush: values.flush },
     sinks: [{ ...store, retry: { timeout_ms: 60_000 } }],
   }],

@@ -1,6 +1,6 @@
 /**
  * `--preset NAME`: builds the config from a seed deployment's environment instead of a file.
- * Only `argus` exists (src/sources/http/argus-preset.ts); the config is validated exactly like a
+ * Only `argus` exists (src/sources/http/argus/preset.ts); the config is validated exactly like a
  * file, against every component's schema.
  */
 import path from 'node:path';
@@ -11,7 +11,7 @@ import { Engine } from '../core/engine.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { loadPlugins } from '../core/plugins.ts';
 import { ComponentRegistry } from '../core/registry.ts';
-import { ArgusPresetError, argusPresetConfig } from '../sources/http/argus-preset.ts';
+import { ArgusPresetError, argusPresetConfig } from '../sources/http/argus/preset.ts';
 
 export const PRESETS = ['argus'] as const;
 

@@ -9,9 +9,9 @@ import { chainStoreService, OPS_SERVICE } from '../../public/services.ts';
 import { SignaturePolicy } from '../../public/security.ts';
 import { type Scope, TokenAuthenticator } from '../../public/security.ts';
 import { BodyError, discardBody, limitServer, ndjsonLines, parseJsonBody, readBody, serverOptions } from './body.ts';
-import { ArgusValidationError, argusRecord, argusToNative, loadArgusEnums, type ArgusEnums } from './argus.ts';
+import { ArgusValidationError, argusRecord, argusToNative, loadArgusEnums, type ArgusEnums } from './argus/records.ts';
 import { CorsPolicy } from './cors.ts';
-import { auditSummary, listAuditLogs, parseListQuery, ReadApiError, recordWithPosition, type ArgusReadStore } from './read-api.ts';
+import { auditSummary, listAuditLogs, parseListQuery, ReadApiError, recordWithPosition, type ArgusReadStore } from './argus/read-api.ts';
 import type { HttpSourceConfig } from './schema.ts';
 
 class HttpError extends Error {

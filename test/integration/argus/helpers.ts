@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { writeKeyPair } from '../../../src/security/keys.ts';
-import { argusPresetConfig } from '../../../src/sources/http/argus-preset.ts';
+import { argusPresetConfig } from '../../../src/sources/http/argus/preset.ts';
 import { startEngine, type TestEngine } from '../../helpers/engine.ts';
 import { serverEnv, uniqueName } from '../../helpers/servers.ts';
 import { dropDatabase } from '../postgres/helpers.ts';

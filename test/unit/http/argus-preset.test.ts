@@ -7,7 +7,7 @@ import { pluginApi } from '../../../src/core/app.ts';
 import { validateConfig } from '../../../src/core/config.ts';
 import { ComponentRegistry } from '../../../src/core/registry.ts';
 import { registerBuiltins } from '../../../src/builtins.ts';
-import { argusDatabaseUrl, argusPresetConfig, ArgusPresetError } from '../../../src/sources/http/argus-preset.ts';
+import { argusDatabaseUrl, argusPresetConfig, ArgusPresetError } from '../../../src/sources/http/argus/preset.ts';
 
 const cwd = () => mkdtempSync(path.join(tmpdir(), 'preset-'));
 const pipeline = (config: Record<string, unknown>) => (config.pipelines as Array<Record<string, any>>)[0]!;

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ChainPage, ChainQuery, ChainRecord } from '../../../src/security/chain.ts';
-import { auditSummary, listAuditLogs, parseListQuery, ReadApiError, type ArgusReadStore } from '../../../src/sources/http/read-api.ts';
+import { auditSummary, listAuditLogs, parseListQuery, ReadApiError, type ArgusReadStore } from '../../../src/sources/http/argus/read-api.ts';
 
 function memoryStore(records: ChainRecord[]): ArgusReadStore & { calls: ChainQuery[] } {
   const sorted = [...records].sort((a, b) => (a.time === b.time ? b.id.localeCompare(a.id) : b.time.localeCompare(a.time)));

@@ -2,9 +2,9 @@
  * argus's read API over the pipeline's chain store (provided by the Postgres chain sink through
  * DI): `GET /api/audit-logs`, `GET /api/audit-logs/{id}`, `GET /api/audit-summary`.
  */
-import type { JsonObject, JsonValue } from '../../public/index.ts';
-import type { ChainQuery, ChainRecord, ChainStoreReader } from '../../public/security.ts';
-import { argusRecord } from './argus.ts';
+import type { JsonObject, JsonValue } from '../../../public/index.ts';
+import type { ChainQuery, ChainRecord, ChainStoreReader } from '../../../public/security.ts';
+import { argusRecord } from './records.ts';
 
 export const DEFAULT_LIMIT = 100;
 export const MAX_LIMIT = 1000;

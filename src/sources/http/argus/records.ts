@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import type { AuditEvent, JsonObject, JsonValue } from '../../public/index.ts';
+import type { AuditEvent, JsonObject, JsonValue } from '../../../public/index.ts';
 
 export interface ArgusEnums {
   readonly eventTypes: ReadonlySet<string>;
