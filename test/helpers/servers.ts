@@ -20,7 +20,9 @@ export function serverEnv(name: string): string {
 
 /** Stops, starts or restarts one test server (same port, same data) through scripts/servers/ctl.sh. */
 export async function serverCtl(action: 'stop' | 'start' | 'restart', name: ServerName): Promise<void> {
-  await run('bash', [path.join(ROOT, 'scripts/servers/ctl.sh'), action, name], { cwd: ROOT, timeout: 180_000 });
+  // The ctl.sh of the up.sh that started the servers in the environment, not this checkout's.
+  const ctl = process.env.AUDITPIPE_SERVERS_CTL ?? path.join(ROOT, 'scripts/servers/ctl.sh');
+  await run('bash', [ctl, action, name], { cwd: ROOT, timeout: 180_000 });
 }
 
 /** A name unique to this test run, for streams, tables, topics and buckets. */

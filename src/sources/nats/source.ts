@@ -201,10 +201,12 @@ export class NatsSource implements Source {
       waitOnFirstConnect: false,
       // Async stack traces for every request cost more CPU than the pull loop itself at high rates.
       noAsyncTraces: true,
-      // A server that stops answering (hung, not closed) is found by missed pings; the client's
-      // default (2 min x 2) would keep /readyz green for minutes (docs/reliability.md, outages).
-      pingInterval: 10_000,
-      maxPingOut: 3,
+      // A server that stops answering (hung, not closed) is found by missed pings: after 10-15 s,
+      // where the client's default (2 min x 2) kept /readyz green for minutes
+      // (docs/reliability.md, outages). A pong late by 10 s means an event loop or a network too
+      // slow to trust anyway; the client then reconnects, and unacked messages are redelivered.
+      pingInterval: 5_000,
+      maxPingOut: 2,
     };
     if (config.token) options.token = config.token;
     if (config.user) {
