@@ -6,7 +6,7 @@
  * sources in one process share it.
  */
 import * as promClient from 'prom-client';
-import type { ComponentContext, JsonObject } from '../public/index.ts';
+import type { AuditEvent, ComponentContext, JsonObject } from '../public/index.ts';
 import { buildKeyRegistry, type KeyRegistry, type SignatureKeySpec } from './key-registry.ts';
 import {
   checkEventSignature, SIGNATURE_FAILURE_REASONS, SIGNATURE_MODES, type SignatureFailureReason, type SignatureMode,
@@ -42,8 +42,22 @@ export function signatureConfigProblems(config: SignatureConfig): string[] {
     : [];
 }
 
+/**
+ * The event to store after a signature check: `signatureFormat` set to the verified form when it
+ * was argus-legacy, and removed otherwise (a client cannot choose what the record claims).
+ */
+export function withVerifiedFormat(event: AuditEvent, verdict: SignatureVerdict, mode: SignatureMode): AuditEvent {
+  if (mode === 'off' || !verdict.ok) return event;
+  const { signatureFormat: given, ...rest } = event.data;
+  if (given === undefined && !verdict.format) return event;
+  // The values are already deeply frozen; only the new top level needs freezing.
+  const data: JsonObject = Object.freeze(verdict.format ? { ...rest, signatureFormat: verdict.format } : rest);
+  const json = JSON.stringify(data);
+  return Object.freeze({ ...event, data, json, bytes: Buffer.byteLength(json) });
+}
+
 export type SignatureVerdict =
-  | { readonly ok: true }
+  | { readonly ok: true; readonly format?: 'argus-legacy' }
   | { readonly ok: false; readonly reason: SignatureFailureReason; readonly message: string };
 
 const FAILURES = Symbol.for('auditpipe.signature-failures');
@@ -84,6 +98,11 @@ export class SignaturePolicy {
     return new SignaturePolicy(config.signatures, registry, context);
   }
 
+  /** The event to store after `check` (see the function `withVerifiedFormat`). */
+  withVerifiedFormat(event: AuditEvent, verdict: SignatureVerdict): AuditEvent {
+    return withVerifiedFormat(event, verdict, this.mode);
+  }
+
   /**
    * Checks one event as the client sent it (`raw`, native form) and counts a failure.
    * `actor` is the event's actor id, `receivedAt` when it arrived (key validity is judged then).
@@ -91,7 +110,7 @@ export class SignaturePolicy {
   check(raw: JsonObject, actor: string | undefined, receivedAt: string | Date): SignatureVerdict {
     if (this.mode === 'off' || !this.registry) return { ok: true };
     const result = checkEventSignature(raw, this.registry, this.mode, { actor, at: new Date(receivedAt) });
-    if (result.ok) return { ok: true };
+    if (result.ok) return result.signed && result.format ? { ok: true, format: result.format } : { ok: true };
     this.failures.inc({ pipeline: this.pipeline, reason: result.reason });
     return { ok: false, reason: result.reason, message: `signature verification failed (${result.reason}): ${result.detail}` };
   }

@@ -24,7 +24,12 @@ export { MAX_KEY_ID_CHARS, SIGNATURE_ALGORITHMS, type SignatureAlgorithm };
 export const SIGNATURE_VERSION = 1;
 /** Domain separation: a signature over an event can never be replayed as another protocol's. */
 export const SIGNATURE_DOMAIN_TAG = 'auditpipe/event-signature/v1\n';
-export const SIGNATURE_FIELDS = ['signature', 'signatureAlgorithm', 'publicKeyId', 'signatureVersion'] as const;
+/**
+ * `signatureFormat` is not sent by clients: the server stamps it on the stored event when the
+ * signature verified in the argus-legacy form (absent = rfc8785), so the stored, hashed record
+ * says which form was checked.
+ */
+export const SIGNATURE_FIELDS = ['signature', 'signatureAlgorithm', 'publicKeyId', 'signatureVersion', 'signatureFormat'] as const;
 
 /** Base64 text of the largest signature accepted (RSA 8192: 1024 bytes → 1368 characters). */
 export const MAX_SIGNATURE_CHARS = 2048;

@@ -17,7 +17,8 @@ export interface SignatureFinding {
   readonly actor: string;
   readonly sequence: number;
   readonly eventId: string;
-  readonly reason: SignatureFailureReason | 'malformed-record';
+  /** `format_mismatch`: the signature verifies, but not in the form the stored record says was verified on receipt. */
+  readonly reason: SignatureFailureReason | 'malformed-record' | 'format_mismatch';
   readonly detail: string;
 }
 
@@ -69,8 +70,15 @@ export async function verifyStoredSignatures(
       }
       // Events without an actor are chained under "" (chain.ts NO_ACTOR); no key is bound to that.
       const result = verifyEventSignature(event as JsonObject, registry, { actor: row.actor === '' ? undefined : row.actor, at: new Date(record.receivedAt) });
-      if (result.ok) verified += 1;
-      else add({ ...at, reason: result.reason, detail: result.detail });
+      if (!result.ok) {
+        add({ ...at, reason: result.reason, detail: result.detail });
+        continue;
+      }
+      // Rows stored before the form was recorded lack signatureFormat: they were rfc8785.
+      const recorded = (event as JsonObject).signatureFormat ?? 'rfc8785';
+      const now = (result.signed && result.format) || 'rfc8785';
+      if (recorded === now) verified += 1;
+      else add({ ...at, reason: 'format_mismatch', detail: `stored as verified in the ${String(recorded)} form, but key ${result.signed ? result.keyId : ''} now verifies it in the ${now} form` });
     }
   }
   return { verified, unsigned, findingsTotal, findings };

@@ -267,9 +267,9 @@ export class HttpSource implements Source {
         parsed.failed.push({ index: item.index, error: error.message });
         continue;
       }
-      const signature = this.checkSignature(item.value as JsonObject, event);
-      if (signature) parsed.failed.push({ index: item.index, error: signature });
-      else parsed.events.push({ index: item.index, event });
+      const checked = this.checkSignature(item.value as JsonObject, event);
+      if (checked.error) parsed.failed.push({ index: item.index, error: checked.error });
+      else parsed.events.push({ index: item.index, event: checked.event });
     }
     if (parsed.events.length === 0) {
       return sendJson(res, 400, { error: 'no valid event', details: parsed.failed[0]?.error ?? 'invalid', failed: parsed.failed });
@@ -311,8 +311,9 @@ export class HttpSource implements Source {
         this.pipeline?.countRejected('invalid_event');
         throw new HttpError(400, 'validation failed', error.message);
       }
-      const signature = this.checkSignature(native, event);
-      if (signature) throw new HttpError(400, 'Invalid request payload', signature);
+      const checked = this.checkSignature(native, event);
+      if (checked.error) throw new HttpError(400, 'Invalid request payload', checked.error);
+      event = checked.event;
       const [outcome] = await this.submit([event]);
       if (outcome!.kind === 'nak') {
         return sendJson(res, 503, { error: 'not written', details: outcome!.reason }, { 'retry-after': String(Math.ceil(outcome!.delayMs / 1000)) });
@@ -342,9 +343,9 @@ export class HttpSource implements Source {
         failed.push({ index, error: error.message, action: actionOf(item) });
         return;
       }
-      const signature = this.checkSignature(native, event);
-      if (signature) failed.push({ index, error: signature, action: actionOf(item) });
-      else accepted.push({ index, event });
+      const checked = this.checkSignature(native, event);
+      if (checked.error) failed.push({ index, error: checked.error, action: actionOf(item) });
+      else accepted.push({ index, event: checked.event });
     });
     const succeeded: Array<Record<string, JsonValue>> = [];
     if (accepted.length > 0) {
@@ -368,14 +369,15 @@ export class HttpSource implements Source {
   /**
    * Verifies the client signature of one event under the configured mode; returns the error to
    * give back, or undefined when the event may go on. `raw` is the event as the client sent it
-   * (native form), so a server-filled id or time can never make a signature pass or fail.
+   * (native form), so a server-filled id or time can never make a signature pass or fail. The
+   * event to store carries the verified form (`withVerifiedFormat`).
    */
-  private checkSignature(raw: JsonObject, event: AuditEvent): string | undefined {
+  private checkSignature(raw: JsonObject, event: AuditEvent): { error?: string; event: AuditEvent } {
     const verdict = this.signatures.check(raw, event.actorId, event.receivedAt);
-    if (verdict.ok) return undefined;
+    if (verdict.ok) return { event: this.signatures.withVerifiedFormat(event, verdict) };
     this.pipeline?.countRejected('signature');
     this.argusMetrics?.signatureErrors.inc();
-    return verdict.message;
+    return { error: verdict.message, event };
   }
 
   private store(): ArgusReadStore {

@@ -438,7 +438,7 @@ export class NatsSource implements Source {
       this.poison(message, 'signature', verdict.message);
       return undefined;
     }
-    return new NatsEnvelope(event, message, this.settleEnvelope);
+    return new NatsEnvelope(this.signatures.withVerifiedFormat(event, verdict), message, this.settleEnvelope);
   }
 
   private toEvent(value: unknown, message: JsMsg): AuditEvent {

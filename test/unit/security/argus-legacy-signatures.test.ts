@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { buildKeyRegistry, KeyRegistryError } from '../../../src/security/key-registry.ts';
-import { argusLegacySigningInput, verifyEventSignature } from '../../../src/security/signatures.ts';
+import { withVerifiedFormat } from '../../../src/security/signature-policy.ts';
+import { argusLegacySigningInput, signEvent, privateKeySigner, verifyEventSignature } from '../../../src/security/signatures.ts';
+import { verifyStoredSignatures } from '../../../src/security/verify-signatures.ts';
+import { toEvent } from '../../../src/core/event.ts';
 
 const ed = generateKeyPairSync('ed25519');
 const pem = ed.publicKey.export({ type: 'spki', format: 'pem' }).toString();
@@ -54,5 +57,36 @@ describe('argus legacy signatures', () => {
   });
   it('rejects an unknown key format in the registry', () => {
     assert.throws(() => buildKeyRegistry([{ id: 'k', pem, format: 'pipes' }], undefined, process.cwd()), KeyRegistryError);
+  });
+});
+
+/** One stored chain row as the verifier reads it (only what verifyStoredSignatures looks at). */
+function row(event: Record<string, unknown>, seq = 1) {
+  return { actor: 'svc-a', seq, eventId: String(event.id), prevHash: '', hash: '', eventTimeMs: 0, receivedAtMs: 0,
+    canonical: JSON.stringify({ actor: 'svc-a', event, id: event.id, receivedAt: AT.toISOString(), seq }) };
+}
+async function reverify(...events: Array<Record<string, unknown>>) {
+  return verifyStoredSignatures((async function* () { yield events.map((e, i) => row(e, i + 1)); })(), registry);
+}
+
+describe('the verified signature form on the stored event', () => {
+  const legacy = legacySigned(base, 'legacy', expected);
+  const options = { actorField: 'actorId' };
+  it('stamps signatureFormat argus-legacy after a legacy verification, and drops a client-sent one otherwise', () => {
+    const stamped = withVerifiedFormat(toEvent(legacy, options), { ok: true, format: 'argus-legacy' }, 'verify-if-present');
+    assert.equal(stamped.data.signatureFormat, 'argus-legacy');
+    assert.equal(JSON.parse(stamped.json).signatureFormat, 'argus-legacy');
+    const forged = withVerifiedFormat(toEvent({ ...base, signatureFormat: 'argus-legacy' }, options), { ok: true }, 'verify-if-present');
+    assert.equal(forged.data.signatureFormat, undefined);
+  });
+  it('re-verifies a stored legacy row and a stored rfc8785 row without the field (older rows)', async () => {
+    const modern = await signEvent({ ...base, id: 'evt-modern' }, privateKeySigner('modern', ed.privateKey));
+    const report = await reverify({ ...legacy, signatureFormat: 'argus-legacy' }, modern);
+    assert.equal(report.verified, 2);
+    assert.deepEqual(report.findings, []);
+  });
+  it('names a tampered stored legacy row, and a row whose recorded form differs from the key', async () => {
+    const report = await reverify({ ...legacy, signatureFormat: 'argus-legacy', targetId: 't-9' }, { ...legacy, id: 'evt-unmarked' });
+    assert.deepEqual(report.findings.map((f) => [f.eventId, f.reason]), [[base.id, 'bad_signature'], ['evt-unmarked', 'format_mismatch']]);
   });
 });

@@ -173,6 +173,7 @@ export function argusRecord(
   copy('signatureAlgorithm');
   copy('publicKeyId');
   copy('signatureVersion');
+  copy('signatureFormat');
   if (receipt?.previousHash !== undefined) record.previousHash = receipt.previousHash;
   if (receipt?.hash !== undefined) record.currentHash = receipt.hash;
   if (receipt?.sequence !== undefined) record.sequence = receipt.sequence;
