@@ -265,10 +265,13 @@ export function verifyEventSignature(event: JsonObject, registry: KeyRegistry, o
   if (publicKeyId.length > MAX_KEY_ID_CHARS) return malformed(`publicKeyId is longer than ${MAX_KEY_ID_CHARS} characters`);
   const bytes = decodeSignature(signature);
   if (!bytes || bytes.length === 0) return malformed(`signature must be base64 (at most ${MAX_SIGNATURE_CHARS} characters)`);
-  if (typeof event.id !== 'string' || typeof event.time !== 'string') {
+  const key: RegisteredKey | undefined = registry.get(publicKeyId);
+  // argus's legacy form does not cover the id (its Go SDK sends none; the server assigns one, as
+  // argus did), so only the RFC 8785 form needs the client's id to store what was signed.
+  const needsId = (key?.format ?? 'rfc8785') === 'rfc8785';
+  if ((needsId && typeof event.id !== 'string') || typeof event.time !== 'string') {
     return malformed('a signed event must carry its own "id" and "time" (timestamp), so that what is stored is what was signed');
   }
-  const key: RegisteredKey | undefined = registry.get(publicKeyId);
   if (!key) return { ok: false, reason: 'unknown_key', detail: `public key id ${JSON.stringify(publicKeyId)} is not in the key registry` };
   if (key.notBefore && options.at < key.notBefore) {
     return { ok: false, reason: 'key_not_yet_valid', detail: `key ${key.id} is valid from ${key.notBefore.toISOString()}` };

@@ -72,6 +72,17 @@ describe('argus legacy signatures on PostgreSQL, re-verified by auditpipe verify
     assert.equal(legacy.status, 201);
     assert.equal((await legacy.json()).signatureFormat, 'argus-legacy');
 
+    // As the Go SDK sends it: no id (the legacy form does not cover one; the server assigns it).
+    const { id: _unused, ...idless } = nativeEvent(actor);
+    const goSdk = await post(legacySigned(keys, 'go-sdk', idless));
+    assert.equal(goSdk.status, 201);
+    const goSdkRecord = await goSdk.json();
+    assert.equal(goSdkRecord.signatureFormat, 'argus-legacy');
+    assert.equal(typeof goSdkRecord.id, 'string');
+    const idlessModern = await post(wire({ ...idless, signature: 'AAAA', signatureAlgorithm: 'EdDSA', publicKeyId: 'modern' }));
+    assert.equal(idlessModern.status, 400, 'an RFC 8785 signature still needs the client id');
+    assert.match((await idlessModern.json()).details, /must carry its own "id"/);
+
     const modern = await post(wire(await signEvent(nativeEvent(actor) as never, privateKeySigner('modern', keys.ed.privateKey)) as never));
     assert.equal(modern.status, 201);
     assert.equal((await modern.json()).signatureFormat, undefined);
@@ -86,13 +97,13 @@ describe('argus legacy signatures on PostgreSQL, re-verified by auditpipe verify
       assert.equal(res.status, 400, name);
       assert.match((await res.json()).details, new RegExp(`signature verification failed \\(${reason}\\)`), name);
     }
-    assert.equal(await count(), 2);
+    assert.equal(await count(), 3);
     const stored = await db.sql(`SELECT canonical FROM auditpipe.chain_events WHERE event_id = '${legacyEvent.id}'`);
     assert.match(stored.rows[0].canonical, /"signatureFormat":"argus-legacy"/);
 
     // (The chain may still lack its first checkpoint here; only the signature part is asserted.)
     const intact = JSON.parse(verifyCli().stdout);
-    assert.equal(intact.signatures.verified, 2);
+    assert.equal(intact.signatures.verified, 3);
     assert.deepEqual(intact.signatures.findings, []);
 
     await db.sql(`UPDATE auditpipe.chain_events SET canonical = replace(canonical, '"targetId":"doc-1"', '"targetId":"doc-9"') WHERE event_id = '${legacyEvent.id}'`);
