@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -63,6 +63,49 @@ describe('the single executable', () => {
     } finally {
       child.kill('SIGTERM');
       assert.equal(await exited, 0);
+    }
+  });
+
+  it('loads a plugin installed with npm as a package and listed in plugins.json by name', async () => {
+    const dir = emptyDirWithBinary();
+    const exe = path.join(dir, 'auditpipe');
+    const npmEnv = { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}` };
+    const npm = (args: string[]) => execFileSync('npm', args, { cwd: dir, env: npmEnv, encoding: 'utf8', timeout: 120_000 });
+    const pluginDir = path.join(ROOT, 'examples/plugins/ndjson-file');
+    const pluginName = JSON.parse(readFileSync(path.join(pluginDir, 'package.json'), 'utf8')).name as string;
+    const tgz = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir], { cwd: pluginDir, env: npmEnv, encoding: 'utf8' }).trim().split('\n').at(-1)!;
+    writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'binary-operator', private: true }));
+    // Only the plugin: its auditpipe peer is optional, the executable is the host.
+    npm(['install', '--no-audit', '--no-fund', '--offline', path.join(dir, tgz)]);
+    assert.equal(existsSync(path.join(dir, 'node_modules', 'auditpipe')), false);
+    writeFileSync(path.join(dir, 'plugins.json'), JSON.stringify({ plugins: [pluginName] }));
+
+    const port = await freePort();
+    writeFileSync(path.join(dir, 'auditpipe.yml'), [
+      'data_dir: ./data',
+      'plugins_file: plugins.json',
+      'pipelines:',
+      '  - name: default',
+      `    source: { type: http, listen: "127.0.0.1:${port}" }`,
+      '    sinks: [{ type: ndjson_file, path: packaged.ndjson }]',
+    ].join('\n'));
+    const child = spawn(exe, ['run', '--config', 'auditpipe.yml'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c) => (stderr += c));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await waitReady(`http://127.0.0.1:${port}`, () => stderr);
+      const res = await fetch(`http://127.0.0.1:${port}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-ndjson' },
+        body: '{"id":"n1","actorId":"x"}\n{"id":"n2","actorId":"y"}\n',
+      });
+      assert.equal(res.status, 200);
+      const inFile = readFileSync(path.join(dir, 'data', 'packaged.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).id);
+      assert.deepEqual(inFile, ['n1', 'n2']);
+    } finally {
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
     }
   });
 
