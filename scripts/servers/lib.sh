@@ -14,6 +14,8 @@ set -euo pipefail
 
 SERVERS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SERVERS_DIR/../.." && pwd)"
+# Go's release tarball installs to /usr/local/go, which a plain PATH (cron, sudo, CI) may not name.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then PATH="/usr/local/go/bin:$PATH"; fi
 
 # ---------------------------------------------------------------- versions --
 # Change a version here; the cache is keyed by it, so the next up.sh rebuilds.
