@@ -47,6 +47,18 @@ async function measure(kind: 'default' | 'console'): Promise<{ readyMs: number; 
   return { readyMs: Math.round(readyMs), rssMb: Math.round(rssMb * 10) / 10 };
 }
 
+const runs: Array<{ kind: 'default' | 'console'; readyMs: number; rssMb: number }> = [];
 for (let i = 0; i < Number(values.runs); i += 1) {
-  for (const kind of ['default', 'console'] as const) console.log(JSON.stringify({ root, kind, ...(await measure(kind)) }));
+  for (const kind of ['default', 'console'] as const) {
+    const run = { kind, ...(await measure(kind)) };
+    runs.push(run);
+    console.log(JSON.stringify({ root, ...run }));
+  }
 }
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const of = (kind: string) => {
+  const mine = runs.filter((run) => run.kind === kind);
+  return { readyMs: median(mine.map((run) => run.readyMs)), rssMb: median(mine.map((run) => run.rssMb)) };
+};
+// The last object printed is the summary (`npm run bench` reads the last JSON object).
+console.log(JSON.stringify({ bench: 'idle', root, runs: runs.length / 2, median: { default: of('default'), console: of('console') } }, null, 2));

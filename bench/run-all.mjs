@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // `npm run bench`: every benchmark, one after another on the same servers, into one JSON file
-// (bench/results/<time>.json) with the machine and settings; docs/benchmarks.md is written from
-// such a file. Starts the test servers when the environment names none, like `npm test`.
+// (bench/results/<time>.json) with the machine and settings, and one table of every figure beside
+// its floor and target (bench/summary.mjs; also printed, and written as <time>.md); the table at
+// the top of docs/benchmarks.md is that file. Starts the test servers when the environment names none, like `npm test`.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { machineCpuSeconds } from './proc-cpu.ts';
+import { markdownTable, summarise, textTable } from './summary.mjs';
 
 const root = path.resolve(import.meta.dirname, '..');
 const env = { ...process.env };
@@ -24,9 +26,13 @@ const minutes = process.env.BENCH_MEMORY_MINUTES ?? '10';
 const runs = [
   ['http-ingest', ['bench/http-ingest.ts']],
   ['http-chain', ['bench/http-ingest.ts', '--sink', 'chain']],
+  ['http-chain-32', ['bench/http-ingest.ts', '--sink', 'chain', '--concurrency', '32']],
   ['nats-victorialogs', ['bench/nats-victorialogs.ts']],
   ['postgres-chain', ['bench/postgres-chain.ts']],
+  ['small-embedded', ['bench/small-requests.ts', '--store', 'embedded']],
+  ['small-postgres', ['bench/small-requests.ts', '--store', 'postgres']],
   ['fanout', ['bench/fanout.ts']],
+  ['idle', ['bench/idle.ts', '--runs', '3']],
   ['memory', ['bench/memory.ts', '--minutes', minutes]],
 ];
 const results = {
@@ -68,9 +74,11 @@ for (const [name, args] of runs) {
   }
 }
 results.loadAverageAtEnd = os.loadavg();
+results.summary = summarise(results);
 mkdirSync(path.join(root, 'bench/results'), { recursive: true });
 const file = path.join(root, 'bench/results', `${results.time.replace(/[:.]/g, '-')}.json`);
 writeFileSync(file, JSON.stringify(results, null, 2));
+writeFileSync(file.replace(/\.json$/, '.md'), `${markdownTable(results.summary)}\n`);
 console.log(JSON.stringify(results, null, 2));
-process.stderr.write(`# written to ${file}\n`);
+process.stderr.write(`\n${textTable(results.summary)}\n\n# written to ${file} (and the table to ${path.basename(file, '.json')}.md)\n`);
 if (started && existsSync(path.join(root, 'scripts/servers/down.sh'))) spawnSync('bash', ['scripts/servers/down.sh'], { cwd: root, stdio: 'inherit' });
