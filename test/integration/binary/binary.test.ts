@@ -19,6 +19,30 @@ function emptyDirWithBinary(): string {
   return dir;
 }
 
+/** Runs `exe run` in `dir`, posts `ids` as NDJSON, and returns the ids the ndjson_file sink wrote to `file`. */
+async function postThroughPlugin(exe: string, dir: string, port: number, ids: string[], file: string): Promise<{ inFile: string[]; stdout: string }> {
+  const child = spawn(exe, ['run', '--config', 'auditpipe.yml'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => (stdout += c));
+  child.stderr.on('data', (c) => (stderr += c));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    await waitReady(`http://127.0.0.1:${port}`, () => stderr);
+    const res = await fetch(`http://127.0.0.1:${port}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: ids.map((id, i) => JSON.stringify({ id, actorId: `actor-${i}` }) + '\n').join(''),
+    });
+    assert.equal(res.status, 200);
+    const inFile = readFileSync(path.join(dir, 'data', file), 'utf8').trim().split('\n').map((l) => JSON.parse(l).id);
+    return { inFile, stdout };
+  } finally {
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, stderr);
+  }
+}
+
 describe('the single executable', () => {
   before(() => {
     execFileSync(process.execPath, [path.join(ROOT, 'scripts/build-binary.mjs')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], timeout: 300_000 });
@@ -43,27 +67,9 @@ describe('the single executable', () => {
     const validate = spawnSync(exe, ['validate', '--config', 'auditpipe.yml'], { cwd: dir, encoding: 'utf8' });
     assert.equal(validate.status, 0, validate.stderr);
 
-    const child = spawn(exe, ['run', '--config', 'auditpipe.yml'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    try {
-      await waitReady(`http://127.0.0.1:${port}`, () => stderr);
-      const res = await fetch(`http://127.0.0.1:${port}/v1/events`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-ndjson' },
-        body: '{"id":"b1","actorId":"x"}\n{"id":"b2","actorId":"y"}\n',
-      });
-      assert.equal(res.status, 200);
-      const inFile = readFileSync(path.join(dir, 'data', 'events.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).id);
-      assert.deepEqual(inFile, ['b1', 'b2']);
-      assert.deepEqual(stdout.trim().split('\n').map((l) => JSON.parse(l).id), ['b1', 'b2']);
-    } finally {
-      child.kill('SIGTERM');
-      assert.equal(await exited, 0);
-    }
+    const { inFile, stdout } = await postThroughPlugin(exe, dir, port, ['b1', 'b2'], 'events.ndjson');
+    assert.deepEqual(inFile, ['b1', 'b2']);
+    assert.deepEqual(stdout.trim().split('\n').map((l) => JSON.parse(l).id), ['b1', 'b2']);
   });
 
   it('loads a plugin installed with npm as a package and listed in plugins.json by name', async () => {
@@ -89,24 +95,8 @@ describe('the single executable', () => {
       `    source: { type: http, listen: "127.0.0.1:${port}" }`,
       '    sinks: [{ type: ndjson_file, path: packaged.ndjson }]',
     ].join('\n'));
-    const child = spawn(exe, ['run', '--config', 'auditpipe.yml'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (c) => (stderr += c));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    try {
-      await waitReady(`http://127.0.0.1:${port}`, () => stderr);
-      const res = await fetch(`http://127.0.0.1:${port}/v1/events`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-ndjson' },
-        body: '{"id":"n1","actorId":"x"}\n{"id":"n2","actorId":"y"}\n',
-      });
-      assert.equal(res.status, 200);
-      const inFile = readFileSync(path.join(dir, 'data', 'packaged.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).id);
-      assert.deepEqual(inFile, ['n1', 'n2']);
-    } finally {
-      child.kill('SIGTERM');
-      assert.equal(await exited, 0, stderr);
-    }
+    const { inFile } = await postThroughPlugin(exe, dir, port, ['n1', 'n2'], 'packaged.ndjson');
+    assert.deepEqual(inFile, ['n1', 'n2']);
   });
 
   it('runs the default pipeline (embedded chain store) and verify works on what it stored', async () => {

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { freePort } from '../../helpers/servers.ts';
+import { freePort, waitReady } from '../../helpers/servers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const NODE_DIR = path.dirname(process.execPath);
@@ -95,12 +95,7 @@ test('HttpAuditClient from the installed package delivers to the installed audit
   child.stderr.on('data', (chunk) => (stderr += chunk));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   try {
-    for (let i = 0; ; i += 1) {
-      const ready = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status, () => 0);
-      if (ready === 200) break;
-      if (i > 300 || child.exitCode !== null) assert.fail(`auditpipe did not get ready: ${stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitReady(`http://127.0.0.1:${port}`, () => stderr);
     writeFileSync(path.join(app, 'send.mjs'), [
       "import { HttpAuditClient } from 'auditpipe/client';",
       `const client = new HttpAuditClient({ baseUrl: 'http://127.0.0.1:${port}', api: 'native' });`,

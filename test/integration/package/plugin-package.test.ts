@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { freePort } from '../../helpers/servers.ts';
+import { freePort, waitReady } from '../../helpers/servers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const PLUGIN_DIR = path.join(ROOT, 'examples/plugins/ndjson-file');
@@ -73,12 +73,7 @@ test('listed in plugins.json by package name, it works with the installed auditp
   child.stderr.on('data', (chunk) => (stderr += chunk));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   try {
-    for (let i = 0; ; i += 1) {
-      const ready = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status, () => 0);
-      if (ready === 200) break;
-      if (i > 300 || child.exitCode !== null) assert.fail(`auditpipe did not get ready: ${stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitReady(`http://127.0.0.1:${port}`, () => stderr);
     const res = await fetch(`http://127.0.0.1:${port}/v1/events`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-ndjson' },
