@@ -6,8 +6,11 @@
  * Events are published before each measurement, so the publisher does not compete for the CPU.
  *
  *   set -a; . .servers/env; set +a; npm run bench:nats-vl [-- EVENTS]
+ *
+ * BENCH_CPU_PROFILE=file.cpuprofile writes a V8 CPU profile of the auditpipe phase only.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
@@ -124,6 +127,7 @@ async function auditpipe(nc: NatsConnection, tag: string): Promise<Measured & { 
   const eventBytes = await publish(nc, namespace, 'logs', tag, EVENTS);
   const engine = await createBuiltinEngine({ configFile: file, pluginsFile: path.join(dir, 'plugins.json') }, createLogger('warn'));
   const acked = engine.metrics.acked;
+  const profiler = await startProfile();
   const started = performance.now();
   const cpu = process.cpuUsage();
   await engine.start();
@@ -133,11 +137,27 @@ async function auditpipe(nc: NatsConnection, tag: string): Promise<Measured & { 
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   const result = measure(started, cpu);
+  await profiler?.();
   await engine.stop();
   const jsm = await jetstreamManager(nc);
   await jsm.streams.delete(`${namespace}_logs`).catch(() => false);
   await jsm.streams.delete(`${namespace}_logs_dlq`).catch(() => false);
   return { ...result, eventBytes };
+}
+
+/** Starts the V8 profiler when BENCH_CPU_PROFILE names a file; the returned function writes it. */
+async function startProfile(): Promise<(() => Promise<void>) | undefined> {
+  const file = process.env.BENCH_CPU_PROFILE;
+  if (!file) return undefined;
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
 }
 
 const nc = await connect({ servers: NATS_URL, token: TOKEN, noAsyncTraces: true });
