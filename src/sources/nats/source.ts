@@ -442,7 +442,9 @@ export class NatsSource implements Source {
   }
 
   private toEvent(value: unknown, message: JsMsg): AuditEvent {
-    const fallbackId = message.headers?.get('Nats-Msg-Id') || `${this.stream}:${message.seq}`;
+    // Decoding the headers costs per message; they are read only when the event brings no id.
+    const hasId = value !== null && typeof value === 'object' && (value as JsonObject).id !== undefined;
+    const fallbackId = hasId ? undefined : message.headers?.get('Nats-Msg-Id') || `${this.stream}:${message.seq}`;
     const { actorField, limits, requireActor } = this.context.events;
     const options = { actorField, fallbackId, limits, requireActor };
     return integerActorEvent(value, options) ?? toEvent(value, options);
