@@ -74,4 +74,14 @@ describe('embedded chain store (default config)', () => {
     assert.equal(byDir.code, 1);
     assert.match(byDir.stdout, /hash-mismatch: actor "bob" sequence 1/);
   });
+
+  it('starts PostgreSQL with 16 MB of shared buffers, not PGlite\'s 128 MB (resident memory)', { timeout: 120_000 }, async () => {
+    const db = await openEmbedded(path.join(mkdtempSync(path.join(tmpdir(), 'auditpipe-embedded-')), 'store'), 'test buffers');
+    try {
+      const { rows } = await db.read((kysely) => sql<{ shared_buffers: string }>`SHOW shared_buffers`.execute(kysely));
+      assert.equal(rows[0]?.shared_buffers, '16MB');
+    } finally {
+      await db.close();
+    }
+  });
 });

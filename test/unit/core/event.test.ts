@@ -15,6 +15,7 @@ describe('toEvent', () => {
     assert.equal(event.bytes, Buffer.byteLength(event.json));
     assert.ok(Object.isFrozen(event.data));
     assert.ok(Object.isFrozen(event.data.nested));
+    assert.ok(Object.isFrozen((event.data.nested as { a: unknown }).a), "arrays inside are frozen too");
     assert.throws(() => {
       (event.data as any).action = 'tampered';
     }, TypeError);
