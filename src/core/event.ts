@@ -49,13 +49,6 @@ function isPlainObject(value: unknown): value is JsonObject {
 /** Freezes a freshly parsed JSON value and everything in it (no Object.values arrays: this runs per event). */
 function deepFreeze(value: JsonObject | readonly JsonValue[]): void {
   Object.freeze(value);
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i += 1) {
-      const child = value[i];
-      if (child !== null && typeof child === 'object' && !Object.isFrozen(child)) deepFreeze(child);
-    }
-    return;
-  }
   for (const key in value) {
     const child = (value as JsonObject)[key];
     if (child !== null && typeof child === 'object' && !Object.isFrozen(child)) deepFreeze(child);
