@@ -3,7 +3,9 @@
  * after ready, for the default pipeline (config/auditpipe.yml: HTTP → embedded chain + console)
  * and a console-only one. `--root DIR` runs another checkout's CLI (paired old/new runs).
  *
- *   npm run bench:idle -- [--root DIR] [--runs 3]
+ *   npm run bench:idle -- [--root DIR] [--runs 3] [--from dist|src]
+ *
+ * `--from dist` (default) measures the compiled package (built first), what `npm install` users run.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,9 +13,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { cliEntry } from './env.ts';
 
-const { values } = parseArgs({ options: { root: { type: 'string' }, runs: { type: 'string', default: '1' } } });
+const { values } = parseArgs({ options: { root: { type: 'string' }, runs: { type: 'string', default: '1' }, from: { type: 'string', default: 'dist' } } });
 const root = path.resolve(values.root ?? path.join(import.meta.dirname, '..'));
+const entry = cliEntry(root, values.from!);
 
 const freePort = () => new Promise<number>((resolve) => {
   const server = createServer().listen(0, '127.0.0.1', () => {
@@ -31,7 +35,7 @@ async function measure(kind: 'default' | 'console'): Promise<{ readyMs: number; 
     writeFileSync(config, `pipelines:\n  - name: plain\n    source: { type: http, listen: "127.0.0.1:${port}" }\n    sinks: [{ type: console }]\n`);
   }
   const started = performance.now();
-  const child = spawn(process.execPath, ['--max-semi-space-size=4', path.join(root, 'src/cli/main.ts'), 'run', '--config', config], {
+  const child = spawn(process.execPath, ['--max-semi-space-size=4', entry, 'run', '--config', config], {
     cwd: dir, env: { ...process.env, AUDITPIPE_HTTP_PORT: String(port), AUDITPIPE_DATA_DIR: dir, AUDITPIPE_LOG_LEVEL: 'warn' }, stdio: 'ignore',
   });
   const exited = new Promise((resolve) => child.on('exit', resolve));
@@ -61,4 +65,4 @@ const of = (kind: string) => {
   return { readyMs: median(mine.map((run) => run.readyMs)), rssMb: median(mine.map((run) => run.rssMb)) };
 };
 // The last object printed is the summary (`npm run bench` reads the last JSON object).
-console.log(JSON.stringify({ bench: 'idle', root, runs: runs.length / 2, median: { default: of('default'), console: of('console') } }, null, 2));
+console.log(JSON.stringify({ bench: 'idle', root, cli: values.from, runs: runs.length / 2, median: { default: of('default'), console: of('console') } }, null, 2));

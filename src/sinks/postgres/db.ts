@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
 import { statementsThenCopy } from './copy-in.ts';
+import { createEmbeddedDatabase, embeddedDatabaseExists, embeddedStartParams } from './embedded-init.ts';
 import { textRowsOf } from './verify-rows.ts';
 
 export interface ChainDb {
@@ -239,8 +240,6 @@ async function seaRuntimeFiles(): Promise<{ pgliteWasmModule?: WebAssembly.Modul
   return { pgliteWasmModule, initdbWasmModule, fsBundle: new Blob([asset('pglite/pglite.data')]) };
 }
 
-const EMBEDDED_SHARED_BUFFERS = '16MB';
-
 /** Opens (creating when absent) the embedded PGlite database in `dir`, holding its lock file until `close()`. */
 export async function openEmbedded(dir: string, purpose: string): Promise<ChainDb> {
   const lock = new DirectoryLock(`${dir}.lock`);
@@ -249,9 +248,10 @@ export async function openEmbedded(dir: string, purpose: string): Promise<ChainD
   try {
     mkdirSync(dir, { recursive: true });
     const { PGlite } = await import('@electric-sql/pglite');
-    // PostgreSQL's 128 MB of shared buffers live in the WebAssembly heap and are touched over time:
-    // 16 MB holds a restarted embedded store at ~180 MB RSS instead of ~310 (docs/decisions.md, "Memory").
-    pglite = new PGlite(dir, { ...await seaRuntimeFiles(), startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`] });
+    const seaFiles = await seaRuntimeFiles();
+    // Inside the single executable there is no script to run in a child: initdb runs here.
+    if (!seaFiles.pgliteWasmModule && !embeddedDatabaseExists(dir)) await createEmbeddedDatabase(dir);
+    pglite = new PGlite(dir, { ...seaFiles, startParams: embeddedStartParams(PGlite.defaultStartParams) });
     await pglite.waitReady;
   } catch (error) {
     lock.release();
