@@ -14,7 +14,7 @@ export function requiredEnv(name: string): string {
 /**
  * The CLI a memory figure is measured on: by default the compiled package (`dist/`, built here
  * first), which is what `npm install` users run; `src` runs the TypeScript sources as a git checkout
- * does, which costs ~20 MB more (Node's type stripping; docs/benchmarks.md).
+ * does, which costs ~20 MB more (Node's type stripping; docs/decisions.md, "Memory").
  */
 export function cliEntry(root: string, from: string): string {
   if (from === 'src') return path.join(root, 'src/cli/main.ts');
