@@ -2,15 +2,21 @@
  * HTTP intake: NDJSON bulk requests through the engine into the ndjson_file sink (fsync per
  * batch), or with `--sink chain` into the Postgres hash-chain store (argus's job; a fresh schema
  * in DATABASE_URL), beside the limit measured in the same run: a bare node:http server that reads
- * each body and answers, with the same client and payloads.
+ * each body and answers, with the same client and payloads. auditpipe (`auditpipe run`, the
+ * compiled package unless `--from src`) and the bare server each run in a process of their own,
+ * so the load generator's CPU is neither's.
  *
- *   npm run bench:http -- [--sink file|chain] [--events 200000] [--per-request 1000] [--concurrency 4]
+ *   npm run bench:http -- [--sink file|chain] [--events 200000] [--per-request 1000] [--concurrency 4] [--from dist|src]
  */
-import { createServer } from 'node:http';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { startEngine } from '../test/helpers/engine.ts';
-import path from 'node:path';
+import { stringify } from 'yaml';
+import { freePort } from '../test/helpers/servers.ts';
+import { cliEntry, requiredEnv, startAuditpipe, stopChild, waitForReady } from './env.ts';
 
 const { values } = parseArgs({
   options: {
@@ -18,6 +24,7 @@ const { values } = parseArgs({
     'per-request': { type: 'string', default: '1000' },
     concurrency: { type: 'string', default: '4' },
     sink: { type: 'string', default: 'file' },
+    from: { type: 'string', default: 'dist' },
   },
 });
 const total = Number(values.events);
@@ -60,26 +67,41 @@ async function drive(url: string): Promise<{ seconds: number; eventsPerSecond: n
   return { seconds, eventsPerSecond: Math.round((requests * perRequest) / seconds) };
 }
 
-const bare = createServer((req, res) => {
-  req.on('data', () => {});
-  req.on('end', () => res.end('{}'));
-});
-await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
-const bareResult = await drive(`http://127.0.0.1:${(bare.address() as { port: number }).port}`);
-bare.close();
+/** The limit: a bare node:http server in its own process that reads each body and answers. */
+const BARE_SERVER = `
+  const { createServer } = await import('node:http');
+  createServer((req, res) => {
+    req.on('data', () => {});
+    req.on('end', () => res.end('{}'));
+  }).listen(Number(process.env.PORT), '127.0.0.1');
+`;
+const barePort = await freePort();
+const bare = spawn(process.execPath, ['--input-type=module', '-e', BARE_SERVER], { env: { ...process.env, PORT: String(barePort) }, stdio: 'inherit' });
+await waitForReady(`http://127.0.0.1:${barePort}/`, bare);
+const bareResult = await drive(`http://127.0.0.1:${barePort}`);
+await stopChild(bare);
 
-const t = await startEngine({
+const dir = mkdtempSync(path.join(tmpdir(), 'auditpipe-bench-http-'));
+const port = await freePort();
+const configFile = path.join(dir, 'auditpipe.yml');
+writeFileSync(configFile, stringify({
+  data_dir: path.join(dir, 'data'),
+  log_level: 'warn',
   pipelines: [{
-    name: 'test',
-    source: { type: 'http', listen: '127.0.0.1:0', max_events_per_request: perRequest },
+    name: 'bench',
+    source: { type: 'http', listen: `127.0.0.1:${port}`, max_events_per_request: perRequest },
     batch: { max_events: 1000, interval_ms: 50, max_in_flight: 4 },
     sinks: [values.sink === 'chain'
-      ? { type: 'postgres', url: process.env.DATABASE_URL, schema: `bench_${Date.now().toString(36)}`, checkpoint_key_generate: true, retry: { timeout_ms: 60_000 } }
-      : { type: 'ndjson_file', path: 'bench.ndjson' }],
+      ? { type: 'postgres', url: requiredEnv('DATABASE_URL'), schema: `bench_${Date.now().toString(36)}`, checkpoint_key_generate: true, retry: { timeout_ms: 60_000 } }
+      : { type: 'ndjson_file', path: path.join(dir, 'bench.ndjson') }],
   }],
-}, { pluginsFile: path.resolve(import.meta.dirname, '../test/fixtures/plugins-example.json') });
-const engineResult = await drive(t.url());
-await t.stop();
+}));
+writeFileSync(path.join(dir, 'plugins.json'), '{"plugins": []}');
+const root = path.resolve(import.meta.dirname, '..');
+const engine = await startAuditpipe(cliEntry(root, values.from!), configFile, `http://127.0.0.1:${port}/readyz`, ['--plugins', path.join(dir, 'plugins.json')]);
+const engineResult = await drive(`http://127.0.0.1:${port}`);
+await engine.stop();
+rmSync(dir, { recursive: true, force: true });
 
 console.log(JSON.stringify({
   bench: 'http-ingest',
@@ -87,6 +109,7 @@ console.log(JSON.stringify({
   events: requests * perRequest,
   perRequest,
   concurrency,
+  from: values.from,
   engine: engineResult,
   bareHttpLimit: bareResult,
   ratio: Number((engineResult.eventsPerSecond / bareResult.eventsPerSecond).toFixed(3)),

@@ -8,7 +8,7 @@
  *   npm run bench:small -- [--store embedded|postgres] [--seconds 15] [--single-connections 64]
  *                          [--bulk-connections 16] [--bulk-size 50]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { stringify } from 'yaml';
 import { freePort } from '../test/helpers/servers.ts';
-import { requiredEnv } from './env.ts';
+import { requiredEnv, startAuditpipe, stopChild, waitForReady } from './env.ts';
 
 const { values } = parseArgs({
   options: {
@@ -136,27 +136,11 @@ const BARE_SERVER = `
   server.listen(Number(process.env.PORT), '127.0.0.1');
 `;
 
-async function waitForPort(port: number, child: ChildProcess, path: string): Promise<void> {
-  for (let i = 0; i < 600; i += 1) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
-    if ((await fetch(`http://127.0.0.1:${port}${path}`).then((r) => r.status, () => 0)) === 200) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`port ${port} not ready`);
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
-
 const dir = mkdtempSync(path.join(tmpdir(), 'auditpipe-bench-small-'));
 const barePort = await freePort();
 const bareChild = spawn(process.execPath, ['--input-type=module', '-e', BARE_SERVER], { env: { ...process.env, PORT: String(barePort) }, stdio: 'inherit' });
 // The bare server answers 201 on any path, /readyz included, once it listens.
-await waitForPort(barePort, bareChild, '/readyz');
+await waitForReady(`http://127.0.0.1:${barePort}/readyz`, bareChild);
 
 const store = values.store === 'postgres'
   ? { type: 'postgres', url: requiredEnv('DATABASE_URL'), schema: `bench_small_${Date.now().toString(36)}`, checkpoint_key_generate: true }
@@ -175,10 +159,7 @@ writeFileSync(configFile, stringify({
   }],
 }));
 writeFileSync(path.join(dir, 'plugins.json'), '{"plugins": []}');
-// BENCH_NODE_OPTIONS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the auditpipe process.
-const profiling = process.env.BENCH_NODE_OPTIONS?.split(' ').filter(Boolean) ?? [];
-const engineChild = spawn(process.execPath, ['--max-semi-space-size=4', ...profiling, path.resolve(import.meta.dirname, '../src/cli/main.ts'), 'run', '--config', configFile, '--plugins', path.join(dir, 'plugins.json')], { stdio: ['ignore', 'inherit', 'inherit'] });
-await waitForPort(enginePort, engineChild, '/readyz');
+const engine = await startAuditpipe(path.resolve(import.meta.dirname, '../src/cli/main.ts'), configFile, `http://127.0.0.1:${enginePort}/readyz`, ['--plugins', path.join(dir, 'plugins.json')]);
 
 /** Sum and count of the engine's histograms, to tell batch size and write time apart from HTTP. */
 async function engineHistograms(): Promise<Record<string, { sum: number; count: number }>> {
@@ -219,7 +200,7 @@ for (const load of loads.filter((l) => !values.only || l.name === values.only)) 
     ratio: Number((engineResult.requestsPerSecond / bareResult.requestsPerSecond).toFixed(3)),
   };
 }
-await stopChild(engineChild);
+await engine.stop();
 await stopChild(bareChild);
 rmSync(dir, { recursive: true, force: true });
 
