@@ -96,9 +96,11 @@ writeFileSync(configFile, stringify({
       : { type: 'ndjson_file', path: path.join(dir, 'bench.ndjson') }],
   }],
 }));
-writeFileSync(path.join(dir, 'plugins.json'), '{"plugins": []}');
 const root = path.resolve(import.meta.dirname, '..');
-const engine = await startAuditpipe(cliEntry(root, values.from!), configFile, `http://127.0.0.1:${port}/readyz`, ['--plugins', path.join(dir, 'plugins.json')]);
+// ndjson_file is the example plugin (examples/), listed by the test fixture's plugins file.
+const pluginsFile = values.sink === 'chain' ? path.join(dir, 'plugins.json') : path.join(root, 'test/fixtures/plugins-example.json');
+writeFileSync(path.join(dir, 'plugins.json'), '{"plugins": []}');
+const engine = await startAuditpipe(cliEntry(root, values.from!), configFile, `http://127.0.0.1:${port}/readyz`, ['--plugins', pluginsFile]);
 const engineResult = await drive(`http://127.0.0.1:${port}`);
 await engine.stop();
 rmSync(dir, { recursive: true, force: true });
