@@ -98,8 +98,7 @@ writeFileSync(configFile, stringify({
 }));
 const root = path.resolve(import.meta.dirname, '..');
 // ndjson_file is the example plugin (examples/), listed by the test fixture's plugins file.
-const pluginsFile = values.sink === 'chain' ? path.join(dir, 'plugins.json') : path.join(root, 'test/fixtures/plugins-example.json');
-writeFileSync(path.join(dir, 'plugins.json'), '{"plugins": []}');
+const pluginsFile = path.join(root, 'test/fixtures/plugins-example.json');
 const engine = await startAuditpipe(cliEntry(root, values.from!), configFile, `http://127.0.0.1:${port}/readyz`, ['--plugins', pluginsFile]);
 const engineResult = await drive(`http://127.0.0.1:${port}`);
 await engine.stop();

@@ -9,22 +9,15 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { freePort } from '../test/helpers/servers.ts';
 import { cliEntry } from './env.ts';
 
 const { values } = parseArgs({ options: { root: { type: 'string' }, runs: { type: 'string', default: '1' }, from: { type: 'string', default: 'dist' } } });
 const root = path.resolve(values.root ?? path.join(import.meta.dirname, '..'));
 const entry = cliEntry(root, values.from!);
-
-const freePort = () => new Promise<number>((resolve) => {
-  const server = createServer().listen(0, '127.0.0.1', () => {
-    const { port } = server.address() as { port: number };
-    server.close(() => resolve(port));
-  });
-});
 
 async function measure(kind: 'default' | 'console'): Promise<{ readyMs: number; rssMb: number }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'auditpipe-idle-'));
