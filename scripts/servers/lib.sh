@@ -605,6 +605,9 @@ post_start_postgres() {
     pg_query postgres "$PG_SUPERUSER_PASSWORD" postgres \
       "create role $PG_USER login createdb password '$PG_PASSWORD'" >/dev/null
   fi
+  # DROP DATABASE ... WITH (FORCE) must be able to end an autovacuum worker still busy on a
+  # database a test just wrote; without this a role that is not superuser gets SQLSTATE 42501.
+  pg_query postgres "$PG_SUPERUSER_PASSWORD" postgres "grant pg_signal_backend to $PG_USER" >/dev/null 2>&1 || true
   exists="$(pg_query postgres "$PG_SUPERUSER_PASSWORD" postgres \
     "select count(*) from pg_database where datname = '$PG_DB'")"
   if [[ "$exists" != 1 ]]; then

@@ -19,6 +19,7 @@ import pg from 'pg';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { writeKeyPair } from '../../src/security/keys.ts';
 import { openEmbedded } from '../../src/sinks/postgres/db.ts';
+import { dropDatabase } from '../../test/integration/postgres/helpers.ts';
 import {
   Auditpipe, countAgainst, HttpLoad, loadServerEnv, natsConnect, NatsLoad, random, ROOT, SERVERS, serverCtl, serverSignal, streamMessages, verify,
   type Load, type ServerName, type SinkCount, type VerifyOutcome,
@@ -185,7 +186,7 @@ async function httpSetup(store: 'embedded' | 'postgres'): Promise<Setup> {
       });
     },
     async cleanup() {
-      if (database && !options['keep-data']) await adminQuery(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+      if (database && !options['keep-data']) await dropDatabase(database);
     },
   };
 }
@@ -287,7 +288,7 @@ async function natsSetup(instances: number, withFanout: boolean, pacedNats = tru
       const jsm = await jetstreamManager(nc);
       for (const name of [stream, `${stream}_dlq`]) await jsm.streams.delete(name).catch(() => false);
       await nc.close();
-      if (!options['keep-data']) await adminQuery(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+      if (!options['keep-data']) await dropDatabase(database);
     },
   };
 }
