@@ -123,9 +123,11 @@ describe('NATS → Postgres chain + S3 + Kafka + VictoriaLogs + console', () => 
 
   it('anchors the chain store\'s signed checkpoints in S3, matching the store', async () => {
     const stored = await waitFor('a checkpoint covering the events, anchored', async () => {
+      // Anchors first, as `auditpipe verify --s3` reads them: the pipeline keeps checkpointing, and
+      // a checkpoint is in the store before it is anchored, never the other way round.
+      const anchored = await readAnchoredCheckpoints({ client: s3, bucket, prefix: tag, pipeline: 'fanout' });
       const rows = (await adminQuery('SELECT number, hash FROM auditpipe.chain_checkpoints ORDER BY number', [], database)).rows
         .map((row) => ({ number: Number(row.number), hash: String(row.hash) }));
-      const anchored = await readAnchoredCheckpoints({ client: s3, bucket, prefix: tag, pipeline: 'fanout' });
       return anchored.checkpoints.length > 0 ? { rows, anchored } : undefined;
     }, 60_000);
     assert.deepEqual(stored.anchored.findings, []);
