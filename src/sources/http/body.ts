@@ -128,6 +128,7 @@ const CLOSE_OBJECT = 0x7d;
 const OPEN_ARRAY = 0x5b;
 const CLOSE_ARRAY = 0x5d;
 const COMMA = 0x2c;
+const COLON = 0x3a;
 
 /**
  * Checks JSON text for what JSON.parse accepts but auditpipe refuses: nesting deeper than
@@ -252,7 +253,7 @@ function safeParseString(raw: string): string | undefined {
 }
 
 /**
- * Lines of an NDJSON body, each decoded and scanned on its own: one bad line (invalid UTF-8,
+ * Lines of an NDJSON body, each decoded and checked on its own: one bad line (invalid UTF-8,
  * too deep, a duplicate key, malformed) fails alone. Splits on the 0x0A byte, which never occurs
  * inside a UTF-8 multi-byte sequence.
  */
@@ -265,18 +266,11 @@ export function ndjsonLines(body: Buffer, maxDepth: number): Array<{ index: numb
       index += 1;
       continue;
     }
-    if (line.trim() === '') continue;
-    const scan = scanJson(line, maxDepth);
+    if (line.charCodeAt(0) !== OPEN_OBJECT && line.trim() === '') continue;
     // A line is one event: a problem inside a line holding an array fails the whole line.
-    const problem = scan.whole ?? scan.items.values().next().value;
-    if (problem !== undefined) items.push({ index, error: `line ${index + 1}: ${problem}` });
-    else {
-      try {
-        items.push({ index, value: JSON.parse(line) });
-      } catch (error) {
-        items.push({ index, error: `line ${index + 1}: malformed JSON: ${(error as Error).message}` });
-      }
-    }
+    const checked = parseChecked(line, maxDepth, false);
+    if (checked.error !== undefined) items.push({ index, error: `line ${index + 1}: ${checked.error}` });
+    else items.push({ index, value: checked.value });
     index += 1;
   }
   return items;
@@ -302,13 +296,106 @@ function utf8Lines(body: Buffer): Array<string | undefined> {
 export function parseJsonBody(body: Buffer, maxDepth: number): { value: unknown; itemErrors: ReadonlyMap<number, string> } {
   const text = decodeUtf8(body);
   if (text === undefined) throw new BodyError(400, 'invalid UTF-8', 'the body is not valid UTF-8');
+  const checked = parseChecked(text, maxDepth, true);
+  if (checked.error !== undefined) throw new BodyError(400, checked.malformed ? 'malformed JSON' : 'invalid JSON', checked.error);
+  return { value: checked.value, itemErrors: checked.itemErrors };
+}
+
+type Checked =
+  | { readonly value: unknown; readonly itemErrors: ReadonlyMap<number, string>; readonly error?: undefined }
+  | { readonly error: string; readonly malformed: boolean };
+
+const NO_ERRORS: ReadonlyMap<number, string> = new Map();
+/** `keysIn` recurses once per level: past this configured depth only the loop of scanJson runs. */
+const QUICK_MAX_DEPTH = 1_000;
+
+/**
+ * JSON.parse under the policy. Clean text, nearly all of it, takes the quick path: `countKeys`
+ * counts the keys the text writes and JSON.parse builds; equal counts mean no key repeated, with
+ * no Set or key string per object. Anything else (too deep, a surrogate-range escape, a count
+ * that differs, a syntax error) goes through `scanJson`, which alone words the errors, so both
+ * paths answer the same text the same way. With `itemsAlone`, a problem inside an item of a
+ * top-level array is that item's error; without it, it is the whole text's.
+ */
+function parseChecked(text: string, maxDepth: number, itemsAlone: boolean): Checked {
+  const topArray = itemsAlone && firstSignificant(text) === OPEN_ARRAY;
+  const written = maxDepth <= QUICK_MAX_DEPTH ? countKeys(text, maxDepth, topArray) : undefined;
+  if (written !== undefined) {
+    let value: unknown;
+    let parsed = false;
+    try {
+      value = JSON.parse(text);
+      parsed = true;
+    } catch {
+      // scanJson below says whether the policy or the syntax refuses it, as when counts differ.
+    }
+    if (parsed && keysMatch(value, written, topArray)) return { value, itemErrors: NO_ERRORS };
+  }
   const scan = scanJson(text, maxDepth);
-  if (scan.whole) throw new BodyError(400, 'invalid JSON', scan.whole);
+  const problem = scan.whole ?? (itemsAlone ? undefined : scan.items.values().next().value);
+  if (problem !== undefined) return { error: problem, malformed: false };
   try {
     return { value: JSON.parse(text), itemErrors: scan.items };
   } catch (error) {
-    throw new BodyError(400, 'malformed JSON', (error as Error).message);
+    const message = (error as Error).message;
+    return { error: itemsAlone ? message : `malformed JSON: ${message}`, malformed: true };
   }
+}
+
+/**
+ * How many keys the text writes (its colons outside strings), per item of a top-level array
+ * when `topArray`, else in one count; undefined when the text needs `scanJson`: nesting deeper
+ * than `maxDepth`, a `\u` escape in the surrogate range, an unterminated string.
+ */
+function countKeys(text: string, maxDepth: number, topArray: boolean): number[] | undefined {
+  const counts = [0];
+  let depth = 0;
+  let nextBackslash = text.indexOf('\\');
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      for (i += 1; ; i += 1) {
+        const quote = text.indexOf('"', i);
+        if (quote === -1) return undefined;
+        if (nextBackslash !== -1 && nextBackslash < i) nextBackslash = text.indexOf('\\', i);
+        if (nextBackslash === -1 || nextBackslash > quote) {
+          i = quote;
+          break;
+        }
+        i = nextBackslash + 1;
+        if (text.charCodeAt(i) === 0x75 /* u */) {
+          const unit = parseInt(text.slice(i + 1, i + 5), 16);
+          if (unit >= 0xd800 && unit <= 0xdfff) return undefined;
+        }
+      }
+    } else if (c === COLON) counts[counts.length - 1]! += 1;
+    else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+      depth += 1;
+      if (depth > maxDepth) return undefined;
+    } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) depth -= 1;
+    else if (c === COMMA && topArray && depth === 1) counts.push(0);
+  }
+  return counts;
+}
+
+/** Whether the parsed value holds as many keys as the text wrote, per item of a top-level array. */
+function keysMatch(value: unknown, written: readonly number[], topArray: boolean): boolean {
+  if (!topArray) return keysIn(value) === written[0];
+  if (!Array.isArray(value) || (value.length > 0 && value.length !== written.length)) return false;
+  for (let i = 0; i < value.length; i += 1) if (keysIn(value[i]) !== written[i]) return false;
+  return true;
+}
+
+/** Keys of every object in a parsed value (its depth is bounded by maxDepth, checked before). */
+function keysIn(value: unknown): number {
+  if (typeof value !== 'object' || value === null) return 0;
+  let n = 0;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i += 1) n += keysIn(value[i]);
+    return n;
+  }
+  for (const key in value) n += 1 + keysIn((value as Record<string, unknown>)[key]);
+  return n;
 }
 
 /** Node's timeouts and connection limit from the config (the defaults are in schema.ts). */
