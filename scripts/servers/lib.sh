@@ -607,7 +607,7 @@ post_start_postgres() {
   fi
   # DROP DATABASE ... WITH (FORCE) must be able to end an autovacuum worker still busy on a
   # database a test just wrote; without this a role that is not superuser gets SQLSTATE 42501.
-  pg_query postgres "$PG_SUPERUSER_PASSWORD" postgres "grant pg_signal_backend to $PG_USER" >/dev/null 2>&1 || true
+  pg_query postgres "$PG_SUPERUSER_PASSWORD" postgres "grant pg_signal_backend to $PG_USER" >/dev/null
   exists="$(pg_query postgres "$PG_SUPERUSER_PASSWORD" postgres \
     "select count(*) from pg_database where datname = '$PG_DB'")"
   if [[ "$exists" != 1 ]]; then

@@ -320,25 +320,28 @@ const QUICK_MAX_DEPTH = 1_000;
 function parseChecked(text: string, maxDepth: number, itemsAlone: boolean): Checked {
   const topArray = itemsAlone && firstSignificant(text) === OPEN_ARRAY;
   const written = maxDepth <= QUICK_MAX_DEPTH ? countKeys(text, maxDepth, topArray) : undefined;
+  let parsed: Parsed | undefined;
   if (written !== undefined) {
-    let value: unknown;
-    let parsed = false;
-    try {
-      value = JSON.parse(text);
-      parsed = true;
-    } catch {
-      // scanJson below says whether the policy or the syntax refuses it, as when counts differ.
-    }
-    if (parsed && keysMatch(value, written, topArray)) return { value, itemErrors: NO_ERRORS };
+    parsed = parse(text);
+    if (parsed.ok && keysMatch(parsed.value, written, topArray)) return { value: parsed.value, itemErrors: NO_ERRORS };
   }
+  // The policy's verdict comes before the syntax's, as when only the exact scan ran.
   const scan = scanJson(text, maxDepth);
   const problem = scan.whole ?? (itemsAlone ? undefined : scan.items.values().next().value);
   if (problem !== undefined) return { error: problem, malformed: false };
+  parsed ??= parse(text);
+  if (!parsed.ok) return { error: itemsAlone ? parsed.message : `malformed JSON: ${parsed.message}`, malformed: true };
+  return { value: parsed.value, itemErrors: scan.items };
+}
+
+type Parsed = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly message: string };
+
+/** JSON.parse, its error kept rather than thrown: each text is parsed at most once. */
+function parse(text: string): Parsed {
   try {
-    return { value: JSON.parse(text), itemErrors: scan.items };
+    return { ok: true, value: JSON.parse(text) };
   } catch (error) {
-    const message = (error as Error).message;
-    return { error: itemsAlone ? message : `malformed JSON: ${message}`, malformed: true };
+    return { ok: false, message: (error as Error).message };
   }
 }
 
