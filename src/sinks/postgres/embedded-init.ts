@@ -10,7 +10,7 @@
  * Run as a script (`node embedded-init.ts DIR`) it creates the database in DIR and exits 0.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, fsyncSync } from 'node:fs';
 import { isSea } from 'node:sea';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,9 +21,58 @@ import { fileURLToPath } from 'node:url';
  */
 const EMBEDDED_SHARED_BUFFERS = '16MB';
 
-/** The start parameters of every embedded PGlite: the child that creates it and the process that serves it. */
+/**
+ * The start parameters of every embedded PGlite: the child that creates it and the process that serves it.
+ * PGlite starts PostgreSQL with `-F` (fsync off); the store acknowledges an event only once it is
+ * on disk, so fsync is turned back on, with `wal_sync_method=fsync` because the WebAssembly
+ * runtime's fdatasync never reaches the file (its fsync does, through `syncingNodeFs`).
+ */
 export function embeddedStartParams(defaults: readonly string[]): string[] {
-  return [...defaults, '-c', `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`];
+  return [...defaults, '-c', `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`, '-c', 'fsync=on', '-c', 'wal_sync_method=fsync'];
+}
+
+type NodeFsClass = typeof import('@electric-sql/pglite/nodefs').NodeFS;
+type EmscriptenOptions = Awaited<ReturnType<InstanceType<NodeFsClass>['init']>>['emscriptenOpts'];
+
+/** The part of the Emscripten module this file touches: its Node file system. */
+interface NodeFsModule {
+  NODEFS?: {
+    stream_ops?: { fsync?: (stream: { nfd?: number }) => void };
+    tryFSOperation?: (operation: () => void) => void;
+  };
+}
+
+/**
+ * PGlite's Node file system writes with `fs.writeSync` and has no fsync at all (Emscripten's NODEFS
+ * defines none, so PostgreSQL's fsync calls succeed without doing anything): a commit reached the
+ * page cache, not the disk, and a power loss could take acknowledged events. This gives NODEFS an
+ * fsync that calls `fs.fsyncSync` on the real descriptor, errors mapped as its other operations
+ * map them (PostgreSQL then fails the commit, or PANICs, as it does on a real fsync failure). A
+ * PGlite whose runtime has not got that shape is refused rather than run without flushing.
+ */
+export async function syncingNodeFs(dir: string): Promise<InstanceType<NodeFsClass>> {
+  const { NodeFS } = await import('@electric-sql/pglite/nodefs');
+  class SyncingNodeFS extends NodeFS {
+    override async init(...args: Parameters<InstanceType<NodeFsClass>['init']>): ReturnType<InstanceType<NodeFsClass>['init']> {
+      const result = await super.init(...args);
+      const options: EmscriptenOptions = result.emscriptenOpts;
+      const preRun = [options.preRun ?? []].flat();
+      const addFsync = (module: NodeFsModule): void => {
+        const nodefs = module.NODEFS;
+        const streamOps = nodefs?.stream_ops;
+        const tryOperation = nodefs?.tryFSOperation;
+        if (!streamOps || !tryOperation) {
+          throw new Error('this PGlite version has no Emscripten NODEFS to flush through; the embedded store will not run without fsync (use a PostgreSQL "url" or the PGlite version in package-lock.json)');
+        }
+        streamOps.fsync ??= (stream) => {
+          const fd = stream.nfd;
+          if (fd !== undefined) tryOperation(() => fsyncSync(fd));
+        };
+      };
+      return { ...result, emscriptenOpts: { ...options, preRun: [...preRun, addFsync] } };
+    }
+  }
+  return new SyncingNodeFS(dir);
 }
 
 /** Whether `dir` holds a database already (PGlite runs initdb when PG_VERSION is absent). */
@@ -55,7 +104,7 @@ export function createEmbeddedDatabase(dir: string): Promise<void> {
 
 async function createHere(dir: string): Promise<void> {
   const { PGlite } = await import('@electric-sql/pglite');
-  const pglite = new PGlite(dir, { startParams: embeddedStartParams(PGlite.defaultStartParams) });
+  const pglite = new PGlite({ fs: await syncingNodeFs(dir), startParams: embeddedStartParams(PGlite.defaultStartParams) });
   await pglite.waitReady;
   await pglite.close();
 }
