@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
 import { statementsThenCopy } from './copy-in.ts';
-import { createEmbeddedDatabase, embeddedDatabaseExists, embeddedStartParams, syncingNodeFs } from './embedded-init.ts';
+import { createEmbeddedDatabase, embeddedDatabaseExists, embeddedPgliteOptions } from './embedded-init.ts';
 import { textRowsOf } from './verify-rows.ts';
 
 export interface ChainDb {
@@ -251,7 +251,7 @@ export async function openEmbedded(dir: string, purpose: string): Promise<ChainD
     const seaFiles = await seaRuntimeFiles();
     // Inside the single executable there is no script to run in a child: initdb runs here.
     if (!seaFiles.pgliteWasmModule && !embeddedDatabaseExists(dir)) await createEmbeddedDatabase(dir);
-    pglite = new PGlite({ ...seaFiles, fs: await syncingNodeFs(dir), startParams: embeddedStartParams(PGlite.defaultStartParams) });
+    pglite = new PGlite({ ...seaFiles, ...(await embeddedPgliteOptions(dir, PGlite.defaultStartParams)) });
     await pglite.waitReady;
   } catch (error) {
     lock.release();

@@ -75,6 +75,11 @@ export async function syncingNodeFs(dir: string): Promise<InstanceType<NodeFsCla
   return new SyncingNodeFS(dir);
 }
 
+/** What every embedded PGlite is opened with: the flushing file system on `dir` and the start parameters. */
+export async function embeddedPgliteOptions(dir: string, defaultStartParams: readonly string[]) {
+  return { fs: await syncingNodeFs(dir), startParams: embeddedStartParams(defaultStartParams) };
+}
+
 /** Whether `dir` holds a database already (PGlite runs initdb when PG_VERSION is absent). */
 export function embeddedDatabaseExists(dir: string): boolean {
   return existsSync(path.join(dir, 'PG_VERSION'));
@@ -104,7 +109,7 @@ export function createEmbeddedDatabase(dir: string): Promise<void> {
 
 async function createHere(dir: string): Promise<void> {
   const { PGlite } = await import('@electric-sql/pglite');
-  const pglite = new PGlite({ fs: await syncingNodeFs(dir), startParams: embeddedStartParams(PGlite.defaultStartParams) });
+  const pglite = new PGlite(await embeddedPgliteOptions(dir, PGlite.defaultStartParams));
   await pglite.waitReady;
   await pglite.close();
 }
