@@ -1,4 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
+import { isRfc3339 } from './time.ts';
 import type { ActorId, AuditEvent, EventId, JsonObject, JsonValue } from './types.ts';
 
 /** An input that can never become an event; the message is the reason given back to the client. */
@@ -23,12 +24,6 @@ export interface EventOptions {
   /** Reject an event without the actor field (the pipeline's `require_actor`). */
   readonly requireActor?: boolean;
   readonly now?: Date;
-}
-
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
-
-export function isRfc3339(value: string): boolean {
-  return RFC3339.test(value) && !Number.isNaN(Date.parse(value));
 }
 
 export function readPath(object: JsonObject, path: string): JsonValue | undefined {

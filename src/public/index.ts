@@ -11,6 +11,7 @@
 import type { SinkDefinition, SourceDefinition } from '../core/component.ts';
 import { PermanentError } from '../core/component.ts';
 import { InvalidEventError, toEvent } from '../core/event.ts';
+import { isRfc3339 } from '../core/time.ts';
 
 export type {
   ActorId, AuditEvent, Batch, DeadLetter, Envelope, EventId, JsonObject, JsonValue, Outcome, PipelineName, WriteResult,
@@ -21,7 +22,7 @@ export type {
 } from '../core/component.ts';
 export type { EventOptions, EventLimits } from '../core/event.ts';
 export type { Logger } from '../core/logger.ts';
-export { PermanentError, InvalidEventError, toEvent };
+export { PermanentError, InvalidEventError, toEvent, isRfc3339 };
 import { sharedMetric } from '../core/metrics.ts';
 export { sharedMetric };
 

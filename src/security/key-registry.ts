@@ -7,6 +7,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { isRfc3339 } from '../core/time.ts';
 import { MAX_KEY_ID_CHARS, type SignatureAlgorithm } from './signature-algorithms.ts';
 
 export class KeyRegistryError extends Error {
@@ -51,7 +52,6 @@ export interface KeyRegistry {
 }
 
 const MIN_RSA_BITS = 2048;
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 const SPEC_KEYS = new Set(['id', 'pem', 'pem_file', 'jwk', 'actors', 'not_before', 'not_after', 'format']);
 
 export class StaticKeyRegistry implements KeyRegistry {
@@ -107,7 +107,7 @@ function algorithmsFor(key: KeyObject, where: string, jwkAlg?: unknown): Signatu
 function parseTime(value: unknown, where: string, field: string): Date | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   if (value instanceof Date) return value;
-  if (typeof value !== 'string' || !RFC3339.test(value) || Number.isNaN(Date.parse(value))) {
+  if (typeof value !== 'string' || !isRfc3339(value)) {
     throw new KeyRegistryError(`${where}: ${field} must be an RFC 3339 time, e.g. 2026-01-01T00:00:00Z`);
   }
   return new Date(value);

@@ -213,4 +213,18 @@ describe('HTTP source under hostile bodies', { timeout: 150_000 }, () => {
     assert.match(read.json().details, /id must be 1 to 256 characters/);
     await h.assertHealthy('ids');
   });
+
+  it('times that name no instant (30 February, 24:00, a leap second, year 0): the item fails alone at the edge, before any sink', async () => {
+    const times = ['2026-02-30T10:00:00Z', '2026-01-01T24:00:00Z', '2016-12-31T23:59:60Z', '0000-01-01T00:00:00Z', '2023-02-29T00:00:00.000Z'];
+    await assertPartial(
+      await h.send('/v1/events', ndjson({ id: 'time-1', actorId: 't', time: '2024-02-29T23:59:59.999+01:00' }, ...times.map((time, i) => ({ id: `time-bad-${i}`, actorId: 't', time })), { id: 'time-2', actorId: 't' }), NDJSON),
+      ['time-1', 'time-2'], times.map((_, i) => [i + 1, /"time" must be an RFC 3339 timestamp/] as [number, RegExp]),
+    );
+    assert.equal((await h.stored(times.map((_, i) => `time-bad-${i}`))).size, 0);
+    await assertPartial(
+      await h.send('/api/audit-logs/bulk', JSON.stringify([argusItem({ id: 'time-g1' }), argusItem({ timestamp: '2026-04-31T08:00:00Z' }), argusItem({ timestamp: '2026-01-02 15:04:05Z' })])),
+      ['time-g1'], [[1, /timestamp must be RFC 3339/], [2, /timestamp must be RFC 3339/]],
+    );
+    await h.assertHealthy('time');
+  });
 });

@@ -40,6 +40,7 @@ describe('toEvent', () => {
     [{ actorId: 7 }, /actor id\) must be a string/],
     [{ time: 'yesterday' }, /RFC 3339/],
     [{ time: '2026-13-45T99:00:00Z' }, /RFC 3339/],
+    [{ time: '2026-02-30T10:00:00Z' }, /RFC 3339/],
     [{ id: 'x'.repeat(300) }, /longer than 256/],
   ] as const) {
     it(`rejects ${JSON.stringify(input).slice(0, 40)} with a reason`, () => {

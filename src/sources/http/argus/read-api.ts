@@ -2,7 +2,7 @@
  * argus's read API over the pipeline's chain store (provided by the Postgres chain sink through
  * DI): `GET /api/audit-logs`, `GET /api/audit-logs/{id}`, `GET /api/audit-summary`.
  */
-import type { JsonObject, JsonValue } from '../../../public/index.ts';
+import { isRfc3339, type JsonObject, type JsonValue } from '../../../public/index.ts';
 import type { ChainQuery, ChainRecord, ChainStoreReader } from '../../../public/security.ts';
 import { argusRecord } from './records.ts';
 
@@ -14,7 +14,6 @@ export const MAX_SCANNED = 20_000;
 const MAX_FILTER_CHARS = 256;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 
 /** Filters on top-level event fields, matched exactly. */
 const FIELD_FILTERS = ['traceId', 'eventType', 'status', 'targetId'] as const;
@@ -63,7 +62,7 @@ export function parseListQuery(params: URLSearchParams): ListRequest {
   if (fields.traceId !== undefined && !UUID.test(fields.traceId)) throw new ReadApiError(400, 'traceId must be a UUID');
   const time = (name: string): string | undefined => {
     const value = text(name);
-    if (value !== undefined && (!RFC3339.test(value) || Number.isNaN(Date.parse(value)))) {
+    if (value !== undefined && !isRfc3339(value)) {
       throw new ReadApiError(400, `${name} must be an RFC 3339 time, e.g. 2026-01-02T15:04:05Z`);
     }
     return value;

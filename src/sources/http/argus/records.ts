@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import type { AuditEvent, JsonObject, JsonValue } from '../../../public/index.ts';
+import { isRfc3339, type AuditEvent, type JsonObject, type JsonValue } from '../../../public/index.ts';
 
 export interface ArgusEnums {
   readonly eventTypes: ReadonlySet<string>;
@@ -53,7 +53,6 @@ export function loadArgusEnums(file: string | undefined): ArgusEnums {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const SIGNATURE_FIELDS = ['signature', 'signatureAlgorithm', 'publicKeyId'] as const;
 const SIGNATURE_ALGORITHMS = ['RS256', 'EdDSA', 'PS256'];
@@ -99,7 +98,8 @@ export function argusToNative(item: unknown, enums: ArgusEnums): JsonObject {
   if (id === null) delete rest.id;
   const timestamp = str('timestamp');
   if (!timestamp) throw new ArgusValidationError('timestamp is required');
-  if (!RFC3339.test(timestamp) || Number.isNaN(Date.parse(timestamp))) throw new ArgusValidationError('timestamp must be RFC 3339 (e.g. 2026-01-02T15:04:05Z)');
+  // argus parsed with Go's time.RFC3339, which takes no space between date and time.
+  if (!isRfc3339(timestamp) || timestamp[10] === ' ') throw new ArgusValidationError('timestamp must be RFC 3339 (e.g. 2026-01-02T15:04:05Z)');
   const status = str('status');
   if (status !== 'SUCCESS' && status !== 'FAILURE') throw new ArgusValidationError('status must be SUCCESS or FAILURE');
   const actorId = str('actorId');
