@@ -150,6 +150,11 @@ export class HttpAuditClient {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly replaying: Promise<void>;
+  /**
+   * Replayed events not yet counted in a report. Replay sends batches as soon as they fill, so
+   * some may be settled before the first flush() looks; they are still its to report.
+   */
+  private unreportedReplay: Item[] = [];
   /** Spool files being deleted; flush() waits for them so a closed client leaves no stale file. */
   private readonly fileOps = new Set<Promise<void>>();
 
@@ -210,10 +215,15 @@ export class HttpAuditClient {
     return item.settled;
   }
 
-  /** Sends everything queued now and waits until each of those events is delivered, failed or spooled. */
+  /**
+   * Sends everything queued now and waits until each of those events is delivered, failed or
+   * spooled. The first report after start also counts every event replayed from the spool.
+   */
   async flush(): Promise<FlushReport> {
     await this.replaying;
-    const waiting = [...this.unsettled].map((item) => item.settled);
+    const items = new Set([...this.unreportedReplay, ...this.unsettled]);
+    this.unreportedReplay = [];
+    const waiting = [...items].map((item) => item.settled);
     this.flushDue = true;
     this.pump();
     const results = await Promise.all(waiting);
@@ -473,7 +483,9 @@ export class HttpAuditClient {
           spoolFile.remaining = Number.POSITIVE_INFINITY;
           continue;
         }
-        await this.admit(this.item(event, spoolFile), true);
+        const item = this.item(event, spoolFile);
+        this.unreportedReplay.push(item);
+        await this.admit(item, true);
       }
     }
     this.flushDue = true;

@@ -134,6 +134,26 @@ describe('HTTP client SDK', () => {
     assert.deepEqual(readdirSync(spoolDir), [], 'spool files removed once delivered');
   });
 
+  it('counts replayed events in the first report even when they were delivered before it was asked for', async () => {
+    const spoolDir = mkdtempSync(path.join(tmpdir(), 'spool-'));
+    const probe = await scripted([ok]);
+    const port = probe.port;
+    await probe.close();
+    const down = new HttpAuditClient({ baseUrl: `http://127.0.0.1:${port}`, spoolDir, batchSize: 4, maxAttempts: 1, ...fast });
+    await Promise.all(Array.from({ length: 10 }, (_, n) => down.log(event(n))));
+    assert.equal((await down.close()).spooled, 10);
+
+    const up = await scripted([ok], port);
+    cleanups.push(up.close);
+    const restarted = new HttpAuditClient({ baseUrl: up.url, spoolDir, batchSize: 4, ...fast });
+    // Replay starts on construction; let it deliver everything before the report is asked for.
+    while (up.received.flatMap((r) => r.items).length < 10) await new Promise((resolve) => setTimeout(resolve, 5));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const report = await restarted.close();
+    assert.equal(report.delivered, 10, 'every replayed event is reported');
+    assert.deepEqual(readdirSync(spoolDir), []);
+  });
+
   it('keeps events for the spool on configuration errors (401) instead of failing them', async () => {
     const spoolDir = mkdtempSync(path.join(tmpdir(), 'spool-'));
     const server = await scripted([{ status: 401, body: { error: 'unauthorized', details: 'invalid token' } }]);
