@@ -42,6 +42,17 @@ const ok = (items: Array<Record<string, unknown>>): Answer => ({ status: 201, bo
 const event = (n: number) => ({ actorId: `actor-${n % 3}`, action: 'CREATE', status: 'SUCCESS', actorType: 'SERVICE', targetType: 'RESOURCE', message: { n } });
 const fast = { initialBackoffMs: 1, maxBackoffMs: 5, batchIntervalMs: 60_000 };
 
+/** Logs `count` events to a port with nothing listening, so all of them end up in a fresh spool. */
+async function spooledOnDeadPort(count: number, maxAttempts: number) {
+  const spoolDir = mkdtempSync(path.join(tmpdir(), 'spool-'));
+  const probe = await scripted([ok]);
+  const port = probe.port;
+  await probe.close();
+  const down = new HttpAuditClient({ baseUrl: `http://127.0.0.1:${port}`, spoolDir, batchSize: 4, maxAttempts, ...fast });
+  const ids = await Promise.all(Array.from({ length: count }, (_, n) => down.log(event(n))));
+  return { spoolDir, port, ids, report: await down.close() };
+}
+
 describe('HTTP client SDK', () => {
   const cleanups: Array<() => Promise<void>> = [];
   after(async () => {
@@ -113,14 +124,8 @@ describe('HTTP client SDK', () => {
   });
 
   it('spools what the server never took and replays it, once, on the next start', async () => {
-    const spoolDir = mkdtempSync(path.join(tmpdir(), 'spool-'));
     // A port with nothing listening: every attempt is a connection error.
-    const probe = await scripted([ok]);
-    const port = probe.port;
-    await probe.close();
-    const down = new HttpAuditClient({ baseUrl: `http://127.0.0.1:${port}`, spoolDir, batchSize: 4, maxAttempts: 2, ...fast });
-    const ids = await Promise.all(Array.from({ length: 10 }, (_, n) => down.log(event(n))));
-    const first = await down.close();
+    const { spoolDir, port, ids, report: first } = await spooledOnDeadPort(10, 2);
     assert.equal(first.spooled, 10);
     assert.ok(readdirSync(spoolDir).some((name) => name.endsWith('.ndjson')));
 
@@ -135,13 +140,8 @@ describe('HTTP client SDK', () => {
   });
 
   it('counts replayed events in the first report even when they were delivered before it was asked for', async () => {
-    const spoolDir = mkdtempSync(path.join(tmpdir(), 'spool-'));
-    const probe = await scripted([ok]);
-    const port = probe.port;
-    await probe.close();
-    const down = new HttpAuditClient({ baseUrl: `http://127.0.0.1:${port}`, spoolDir, batchSize: 4, maxAttempts: 1, ...fast });
-    await Promise.all(Array.from({ length: 10 }, (_, n) => down.log(event(n))));
-    assert.equal((await down.close()).spooled, 10);
+    const { spoolDir, port, report: down } = await spooledOnDeadPort(10, 1);
+    assert.equal(down.spooled, 10);
 
     const up = await scripted([ok], port);
     cleanups.push(up.close);
