@@ -31,6 +31,14 @@ describe('toEvent', () => {
     assert.equal(toEvent({ user_id: 'u1' }, { actorField: 'user_id' }).actorId, 'u1');
   });
 
+  it('takes an actor id the caller already read instead of reading the actor field, still checked', () => {
+    const event = toEvent({ user_id: 42, msg: 'ok' }, { actorField: 'user_id', actorId: '42', requireActor: true });
+    assert.equal(event.actorId, '42');
+    assert.equal(event.data.user_id, 42, 'the field keeps the number as sent');
+    assert.throws(() => toEvent({ user_id: 0 }, { actorField: 'user_id', actorId: '' }), /must not be empty/);
+    assert.throws(() => toEvent({}, { actorField: 'user_id', actorId: 'x'.repeat(300) }), /longer than 256/);
+  });
+
   for (const [input, reason] of [
     [[1, 2], /JSON object/],
     ['text', /JSON object/],

@@ -2,7 +2,7 @@
  * auditstream's message dialect: its Go SDK sends `user_id` as an integer. The actor is then the
  * number's decimal form, and the stored event keeps the number as sent.
  */
-import type { ActorId, AuditEvent, EventOptions } from '../../../public/index.ts';
+import type { AuditEvent, EventOptions } from '../../../public/index.ts';
 import { toEvent } from '../../../public/index.ts';
 
 /** The event for a message whose actor field holds a safe integer, or undefined for any other message. */
@@ -10,9 +10,7 @@ export function integerActorEvent(value: unknown, options: EventOptions): AuditE
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
   const actor = readField(value as Record<string, unknown>, options.actorField);
   if (typeof actor !== 'number' || !Number.isSafeInteger(actor)) return undefined;
-  // The actor is known here; toEvent must not look for it (nor require it) under the real field.
-  const event = toEvent(value, { ...options, actorField: '\u0000', requireActor: false });
-  return Object.freeze({ ...event, actorId: String(actor) as ActorId });
+  return toEvent(value, { ...options, actorId: String(actor) });
 }
 
 function readField(object: Record<string, unknown>, dotted: string): unknown {
