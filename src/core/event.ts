@@ -104,7 +104,7 @@ export function toEvent(value: unknown, options: EventOptions): AuditEvent {
   data.id = id;
   data.time = time;
   // Serialised before freezing: V8's JSON.stringify takes a slower path over frozen objects
-  // (~1.5-2 µs of ~4 for a 500-byte event, docs/decisions.md "Per-event CPU").
+  // (~1.5-2 µs of ~4 for a 500-byte event; docs/decisions.md, "Serialise before freezing").
   const json = JSON.stringify(data);
   deepFreeze(data);
   const bytes = Buffer.byteLength(json);
